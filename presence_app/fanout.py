@@ -1,0 +1,68 @@
+"""Fan-out: getting a new presence to every live tab, once per burst.
+
+Each worker keeps the latest presence it has read from the registry. Tabs never
+store their own copy: their count and list are computed from it, so a tab's
+backend state always agrees with the last update it was sent. A change wakes
+one loop, which reads the registry and sends one update, serialized once, to
+every socket of this worker. Sends are at least ``min_interval`` apart, so a
+storm of joins costs each tab one update per interval, not one per join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from presence_app.registry import Presence, Registry
+
+logger = logging.getLogger(__name__)
+
+Broadcast = Callable[[Presence], Awaitable[None]]
+
+
+class Fanout:
+    def __init__(self, registry: Registry, min_interval: float) -> None:
+        self.registry = registry
+        self.min_interval = min_interval
+        self.latest = Presence(version=0)
+        self._sent_version = 0
+        self._changed = asyncio.Event()
+
+    async def refresh(self) -> Presence:
+        """Read the registry; keep its presence when it is newer than ours."""
+        presence = await self.registry.presence()
+        if presence.version > self.latest.version:
+            self.latest = presence
+        return self.latest
+
+    def changed(self) -> None:
+        """Note that presence changed; the loop sends it soon."""
+        self._changed.set()
+
+    async def run(self, broadcast: Broadcast) -> None:
+        """Send every change to every live tab, until cancelled."""
+        last_sent, failing = 0.0, False
+        while True:
+            await self._changed.wait()
+            # Coalesce: whatever changes before the interval is up rides along.
+            pause = last_sent + self.min_interval - time.monotonic()
+            await asyncio.sleep(max(0.0, pause))
+            self._changed.clear()
+            try:
+                await self._send_latest(broadcast)
+                failing = False
+            except Exception:
+                if not failing:
+                    logger.warning("fan-out failed; retrying", exc_info=True)
+                failing = True
+                self._changed.set()
+                await asyncio.sleep(1.0)
+            last_sent = time.monotonic()
+
+    async def _send_latest(self, broadcast: Broadcast) -> None:
+        presence = await self.refresh()
+        if presence.version != self._sent_version:
+            await broadcast(presence)
+            self._sent_version = presence.version

@@ -1,0 +1,108 @@
+"""Who is online: the registry of joined tabs, behind one small contract.
+
+What "online" means here:
+
+- A *tab* is one browser tab, known by Reflex's per-tab client token. Each tab
+  has its own name and joined flag; no tab reads or changes another tab's.
+- A *user* is a cleaned-up name (see ``presence_app.names``). Two tabs whose
+  names are equal after casefold are the same user. A user is online while at
+  least one of its tabs is joined; the online count is the number of such users.
+- *join* is idempotent. Joining again from the same tab under another name is a
+  *rename*: the old name goes in the same step, so no reader ever sees both or
+  neither. *leave* removes only the calling tab; leaving twice is a no-op.
+- A user is listed under the spelling first seen while it stays online, and the
+  list is ordered by the earliest join among the user's current tabs.
+- Each entry carries the time it was last *seen* connected. Whoever watches the
+  sockets calls ``touch`` for the tabs it sees; ``expire`` removes the entries
+  not seen since a cut-off. So a tab that vanishes without Leave stays online
+  for at most the grace period after its socket is known to be gone, and a
+  reload inside the grace keeps the entry, its name and its place.
+- Every change bumps a version, so readers can tell a newer presence from an
+  older one.
+
+The registry knows nothing of Reflex. ``create_registry`` is the one place that
+chooses an implementation.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+
+Clock = Callable[[], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineUser:
+    """One user as every tab lists it."""
+
+    name: str
+    tabs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Presence:
+    """The users online, in list order, at one version of the registry."""
+
+    version: int
+    users: tuple[OnlineUser, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.users)
+
+
+@dataclasses.dataclass(frozen=True)
+class TabEntry:
+    """What the registry holds for one joined tab."""
+
+    tab: str
+    name: str
+    seen_at: float
+
+
+class Registry(abc.ABC):
+    """The contract every registry keeps; the memory and Redis ones mirror it."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+
+    @abc.abstractmethod
+    async def join(self, tab: str, name: str) -> bool:
+        """Join ``tab`` as ``name`` (or rename it); True when presence changed."""
+
+    @abc.abstractmethod
+    async def leave(self, tab: str) -> bool:
+        """Remove ``tab``; True when it was joined."""
+
+    @abc.abstractmethod
+    async def transfer(self, old_tab: str, new_tab: str) -> bool:
+        """Move ``old_tab``'s entry, name and place, to ``new_tab``."""
+
+    @abc.abstractmethod
+    async def entry(self, tab: str) -> TabEntry | None:
+        """The entry of ``tab``, or None when it is not joined."""
+
+    @abc.abstractmethod
+    async def touch(self, tabs: Iterable[str]) -> None:
+        """Record that these tabs are connected now; unknown tabs are ignored."""
+
+    @abc.abstractmethod
+    async def expire(self, seen_before: float) -> list[str]:
+        """Remove the tabs last seen before ``seen_before``; return them."""
+
+    @abc.abstractmethod
+    async def presence(self) -> Presence:
+        """The current presence."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Release whatever the registry holds open."""
+
+
+def create_registry(clock: Clock = time.time) -> Registry:
+    """The registry for this process: in memory, the embedded default."""
+    from presence_app.registry.memory import MemoryRegistry
+
+    return MemoryRegistry(clock)

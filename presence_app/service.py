@@ -1,0 +1,11 @@
+"""The one registry and fan-out of this worker, built from the settings."""
+
+from __future__ import annotations
+
+from presence_app import settings
+from presence_app.fanout import Fanout
+from presence_app.registry import create_registry
+
+SETTINGS = settings.load()
+REGISTRY = create_registry()
+FANOUT = Fanout(REGISTRY, SETTINGS.fanout_interval)

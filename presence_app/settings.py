@@ -1,0 +1,88 @@
+"""Every presence tunable, read from the environment once, with its default.
+
+The bounds the product promises, as another tab sees them:
+
+- a tab closed without Leave is gone within ``CLOSE_BOUND`` (5 s): the socket
+  close is seen at once, then the grace runs out, then the next sweep and the
+  next fan-out follow;
+- a tab lost silently (no close frame ever arrives) is gone within
+  ``PRESENCE_SILENT_LOSS`` (30 s): Reflex's server-driven socket ping notices
+  it after at most interval + timeout, then the same grace, sweep and fan-out.
+
+Settings that cannot keep those bounds are refused at start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from reflex_base.environment import environment
+
+CLOSE_BOUND = 5.0
+# Time left for a socket close to reach the backend and for the fan-out
+# to reach the browsers; measured well below this on two cores.
+TRANSIT_ALLOWANCE = 1.0
+
+# Reflex's engine.io ping: it defaults to 25 s + 120 s, far beyond the silent
+# loss bound, so the app lowers it unless the operator set it.
+os.environ.setdefault("REFLEX_SOCKET_INTERVAL", "10")
+os.environ.setdefault("REFLEX_SOCKET_TIMEOUT", "10")
+
+
+class SettingsError(ValueError):
+    """A combination of settings that breaks a promised bound."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    grace: float = 3.0
+    sweep_interval: float = 0.5
+    silent_loss: float = 30.0
+    fanout_interval: float = 0.1
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+
+    def check(self) -> Settings:
+        """Return self, or raise naming the bound these settings break."""
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) <= 0:
+                raise SettingsError(f"{field.name} must be positive")
+        close = self.grace + self.sweep_interval + self.fanout_interval
+        if close + TRANSIT_ALLOWANCE > CLOSE_BOUND:
+            raise SettingsError(
+                f"PRESENCE_GRACE + PRESENCE_SWEEP_INTERVAL + PRESENCE_FANOUT_INTERVAL"
+                f" = {close:g} s leaves no time to keep the {CLOSE_BOUND:g} s bound"
+                " for a closed tab; lower the grace or the sweep interval"
+            )
+        silent = self.ping_interval + self.ping_timeout + close
+        if silent + TRANSIT_ALLOWANCE > self.silent_loss:
+            raise SettingsError(
+                f"REFLEX_SOCKET_INTERVAL + REFLEX_SOCKET_TIMEOUT + grace + sweep +"
+                f" fan-out = {silent:g} s breaks PRESENCE_SILENT_LOSS ="
+                f" {self.silent_loss:g} s; lower the ping settings"
+            )
+        return self
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+
+
+def load() -> Settings:
+    """Read the settings from the environment and check them."""
+    defaults = Settings()
+    return Settings(
+        grace=_seconds("PRESENCE_GRACE", defaults.grace),
+        sweep_interval=_seconds("PRESENCE_SWEEP_INTERVAL", defaults.sweep_interval),
+        silent_loss=_seconds("PRESENCE_SILENT_LOSS", defaults.silent_loss),
+        fanout_interval=_seconds("PRESENCE_FANOUT_INTERVAL", defaults.fanout_interval),
+        ping_interval=environment.REFLEX_SOCKET_INTERVAL.get().total_seconds(),
+        ping_timeout=environment.REFLEX_SOCKET_TIMEOUT.get().total_seconds(),
+    ).check()
