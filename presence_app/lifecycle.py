@@ -1,42 +1,124 @@
-"""Tabs that go away without Leave: the sweep that notices and expires them.
+"""Tabs that go away without Leave: the sweep that notices them, and carry-over.
 
 Reflex tells the app nothing when a tab goes away, but it knows which tabs have
 a socket on this worker right now. Every sweep marks those as seen; a joined
 tab not seen for the grace period leaves. A reload reconnects well inside the
-grace, so other tabs never see it leave and come back.
+grace, so other tabs never see it leave and come back. A socket that dies
+silently is dropped by Reflex's own ping (interval + timeout, see settings),
+and the same grace then applies.
+
+A tab that is gone for good (not back within the grace) also has its Reflex
+state freed, instead of lingering for Reflex's default hour.
+
+Carry-over: Reflex gives a connecting tab a new token when its old token still
+has a live socket. That happens to a duplicated tab (its original is alive) and
+to a tab whose old socket is not yet known to be dead. The page tells them
+apart: a duplicate is a freshly loaded page, while a reconnecting tab is the
+same page opening a new socket. See ``PresenceState.restore``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import reflex as rx
+from reflex.middleware import Middleware
+from reflex_base.registry import RegistrationContext
 
-from presence_app.service import FANOUT, REGISTRY, SETTINGS
+from presence_app import service
 
 logger = logging.getLogger(__name__)
 
-
-async def sweep_once(live_tabs: list[str]) -> list[str]:
-    """Mark ``live_tabs`` as seen and expire the tabs gone past the grace."""
-    await REGISTRY.touch(live_tabs)
-    gone = await REGISTRY.expire(REGISTRY.clock() - SETTINGS.grace)
-    if gone:
-        logger.debug("expired %d tab(s)", len(gone))
-        FANOUT.changed()
-    return gone
+HYDRATE_EVENT = f"{rx.State.get_full_name()}.hydrate_and_load"
 
 
-def install(app: rx.App) -> None:
+class Sweep:
+    """One worker's view of which tabs come and go."""
+
+    def __init__(self, forget_state=None) -> None:
+        self._live: set[str] = set()
+        self._departed: dict[str, float] = {}
+        self._forget_state = forget_state
+
+    async def run_once(self, live: set[str]) -> list[str]:
+        """Mark ``live`` tabs as seen, expire joined tabs gone past the grace."""
+        registry, grace = service.REGISTRY, service.SETTINGS.grace
+        await registry.touch(live)
+        gone = await registry.expire(registry.clock() - grace)
+        if gone:
+            logger.debug("expired %d tab(s)", len(gone))
+            service.FANOUT.changed()
+        self._free_departed(live, time.monotonic(), grace)
+        return gone
+
+    def _free_departed(self, live: set[str], now: float, grace: float) -> None:
+        for tab in self._live - live:
+            self._departed[tab] = now
+        for tab in live & self._departed.keys():
+            del self._departed[tab]
+        self._live = live
+        for tab, since in list(self._departed.items()):
+            if now - since >= grace and self._forget(tab):
+                del self._departed[tab]
+
+    def _forget(self, tab: str) -> bool:
+        return self._forget_state is None or self._forget_state(tab)
+
+
+def forget_state(app: rx.App, tab: str) -> bool:
+    """Free a departed tab's Reflex state; False to try again next sweep.
+
+    Reflex has no public call for this. The memory manager's own expiry uses
+    ``_purge_token``; other managers keep Reflex's expiry (a Redis key TTL).
+    """
+    manager = app.state_manager
+    purge = getattr(manager, "_purge_token", None)
+    if purge is None:
+        return True
+    token = rx.BaseStateToken(ident=tab, cls=rx.State)
+    lock = getattr(manager, "_states_locks", {}).get(token.lock_key)
+    if lock is not None and lock.locked():
+        return False
+    purge(token)
+    return True
+
+
+def tab_is_connected(tab: str) -> bool:
+    """Whether ``tab`` has a live socket on this worker."""
+    app = RegistrationContext.get().app
+    return tab in app.event_namespace.token_to_sid
+
+
+class PageLoadMarker(Middleware):
+    """Tell the presence state whether a (re)connect is a freshly loaded page.
+
+    The page sends the hashes of its compiled state only with the first hydrate
+    of a page load; a socket reconnect of a page already open sends none.
+    """
+
+    def __init__(self, state_cls: type[rx.State]) -> None:
+        self.state_cls = state_cls
+
+    async def preprocess(self, app, state, event):
+        if event.name == HYDRATE_EVENT:
+            presence = await state.get_state(self.state_cls)
+            presence.mark_page_load(bool(event.payload.get("hashes")))
+        return None
+
+
+def install(app: rx.App, state_cls: type[rx.State]) -> None:
     """Run the sweep on this worker for as long as the app runs."""
+    app.add_middleware(PageLoadMarker(state_cls))
+    sweep = Sweep(lambda tab: forget_state(app, tab))
 
-    async def sweep() -> None:
+    async def sweep_forever() -> None:
         while True:
-            await asyncio.sleep(SETTINGS.sweep_interval)
+            await asyncio.sleep(service.SETTINGS.sweep_interval)
             try:
-                await sweep_once(list(app.event_namespace.token_to_sid))
+                await sweep.run_once(set(app.event_namespace.token_to_sid))
             except Exception:
                 logger.exception("sweep failed")
 
-    app.register_lifespan_task(sweep)
+    app.register_lifespan_task(sweep_forever)

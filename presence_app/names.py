@@ -24,6 +24,7 @@ _MAX_PASSES = 4
 # Tab, newline and carriage return are ordinary typing and become spaces; any other
 # control character is almost certainly an attack or a paste accident.
 _FORBIDDEN_CONTROL = regex.compile(r"[\p{Cc}--[\t\n\r]]", regex.V1)
+_SURROGATE = regex.compile(r"\p{Cs}")
 
 # The zero-width joiner and tag characters are the only format characters that can
 # build a visible character, so they get a second look instead of blanket removal.
@@ -67,6 +68,9 @@ def clean_name(raw: str) -> str:
     # and collapsing would otherwise quietly turn them into spaces.
     if _FORBIDDEN_CONTROL.search(raw):
         raise NameRejectedError("Names cannot contain control characters.")
+    # A lone surrogate is half of a character; it cannot even be stored as UTF-8.
+    if _SURROGATE.search(raw):
+        raise NameRejectedError("That name contains a broken character.")
     display = _until_stable(raw)
     if display == "":
         raise NameRejectedError("That name has no visible characters.")

@@ -6,7 +6,7 @@ import reflex as rx
 from reflex.state import StateUpdate
 from reflex_base.constants.state import FIELD_MARKER
 
-from presence_app import lifecycle
+from presence_app import lifecycle, service
 from presence_app.components import (
     count_line,
     explanation,
@@ -15,7 +15,6 @@ from presence_app.components import (
     online_list,
 )
 from presence_app.registry import Presence
-from presence_app.service import FANOUT
 from presence_app.state import PresenceState, listed_users
 
 
@@ -55,7 +54,7 @@ async def broadcast(presence: Presence) -> None:
 
 @app.register_lifespan_task
 async def fan_out() -> None:
-    await FANOUT.run(broadcast)
+    await service.FANOUT.run(broadcast)
 
 
-lifecycle.install(app)
+lifecycle.install(app, PresenceState)

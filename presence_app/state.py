@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import reflex as rx
 
+from presence_app import lifecycle, service
 from presence_app.names import NameRejectedError, clean_name
 from presence_app.registry import Presence
-from presence_app.service import FANOUT, REGISTRY
 
 logger = logging.getLogger(__name__)
 
 # The list shows this many users, then "and N more".
 LISTED_USERS = 50
+# How long a freshly loaded page holding a live tab's identity waits to see
+# whether that tab's socket closes (a reload) or stays (a duplicated tab).
+COPY_WAIT = 1.5
 
 
 def listed_users(presence: Presence) -> list[dict[str, str]]:
@@ -34,18 +39,21 @@ class PresenceState(rx.State):
     # again after a backend restart. Bound to the token, because a duplicated
     # tab copies session storage but is given a token of its own.
     identity: str = rx.SessionStorage("", name="presence_identity")
+    # Whether the last (re)connect was a freshly loaded page (set by the
+    # lifecycle middleware); backend only.
+    _page_load: bool = False
 
     @rx.var(cache=False)
     def online_count(self) -> int:
-        return FANOUT.latest.count
+        return service.FANOUT.latest.count
 
     @rx.var(cache=False)
     def online_users(self) -> list[dict[str, str]]:
-        return listed_users(FANOUT.latest)
+        return listed_users(service.FANOUT.latest)
 
     @rx.var(cache=False)
     def more_users(self) -> int:
-        return max(0, FANOUT.latest.count - LISTED_USERS)
+        return max(0, service.FANOUT.latest.count - LISTED_USERS)
 
     @rx.event
     async def join(self, form_data: dict[str, str]) -> None:
@@ -61,44 +69,80 @@ class PresenceState(rx.State):
     async def leave(self) -> None:
         """Take this tab, and only this tab, out of presence."""
         tab = self.router.session.client_token
-        if await REGISTRY.leave(tab):
+        if await service.REGISTRY.leave(tab):
             logger.debug("tab %s left", tab[:8])
-            FANOUT.changed()
-        await FANOUT.refresh()
+            service.FANOUT.changed()
+        await service.FANOUT.refresh()
         self.joined, self.username, self.name_error = False, "", ""
         self.identity = ""
 
     @rx.event
-    async def restore(self) -> None:
-        """On every (re)connect: keep, or take back, this tab's presence."""
+    async def restore(self):
+        """On every (re)connect: keep, take back or carry over this tab's presence."""
         tab = self.router.session.client_token
         stored_tab, _, stored_name = self.identity.partition(" ")
         if self.joined:
             await self._rejoin(self.username)
-        elif stored_tab == tab and stored_name:
-            # The backend restarted: the tab's state is new, its identity is not.
+        elif stored_name and stored_tab == tab:
+            # The backend restarted, or forgot the tab after a long outage: the
+            # tab's state is new, its identity is not.
             await self._rejoin(stored_name)
-        elif self.identity:
-            # Another tab's identity, copied into a duplicated tab.
-            self.identity = ""
-        await FANOUT.refresh()
+        elif stored_name:
+            # Another token's identity: this page was given a new token.
+            if not self._page_load:
+                # The same page, reconnecting: its old socket is stale.
+                await self._carry_over(stored_tab, stored_name)
+            elif not lifecycle.tab_is_connected(stored_tab):
+                # A reload that raced the old socket's close, now seen.
+                await self._carry_over(stored_tab, stored_name)
+            else:
+                return PresenceState.settle_copy(stored_tab, stored_name)
+        await service.FANOUT.refresh()
+        return None
+
+    @rx.event(background=True)
+    async def settle_copy(self, old_tab: str, name: str):
+        """A fresh page holding a live tab's identity: a duplicate, or a reload.
+
+        A duplicated tab's original stays connected; a reloaded tab's old socket
+        closes within moments. Wait briefly to see which, showing the form.
+        """
+        deadline = time.monotonic() + COPY_WAIT
+        while lifecycle.tab_is_connected(old_tab) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        async with self:
+            if self.joined or not self.identity.startswith(old_tab + " "):
+                return
+            if lifecycle.tab_is_connected(old_tab):
+                logger.debug("tab %s is a copy; it starts not joined", old_tab[:8])
+                self.identity = ""
+            else:
+                await self._carry_over(old_tab, name)
+
+    def mark_page_load(self, page_load: bool) -> None:
+        """Called for each hydrate: is this a freshly loaded page?"""
+        self._page_load = page_load
+
+    async def _carry_over(self, old_tab: str, name: str) -> None:
+        tab = self.router.session.client_token
+        if await service.REGISTRY.transfer(old_tab, tab):
+            logger.debug("tab %s carried over to %s", old_tab[:8], tab[:8])
+            service.FANOUT.changed()
+        await self._rejoin(name)
 
     async def _rejoin(self, name: str) -> None:
-        tab = self.router.session.client_token
-        entry = await REGISTRY.entry(tab)
-        if entry is not None:
-            await REGISTRY.touch([tab])
-            return
+        # Joining again under the tab's own name only marks it seen: it keeps
+        # its entry and its place in the list.
         try:
             await self._join_as(clean_name(name))
         except NameRejectedError:
-            self.joined, self.identity = False, ""
+            self.joined, self.username, self.identity = False, "", ""
 
     async def _join_as(self, name: str) -> None:
         tab = self.router.session.client_token
-        if await REGISTRY.join(tab, name):
+        if await service.REGISTRY.join(tab, name):
             logger.debug("tab %s joined", tab[:8])
-            FANOUT.changed()
-        await FANOUT.refresh()
+            service.FANOUT.changed()
+        await service.FANOUT.refresh()
         self.username, self.joined, self.name_error = name, True, ""
         self.identity = f"{tab} {name}"

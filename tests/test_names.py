@@ -93,6 +93,7 @@ TABLE = [
     pytest.param("Ann\x1fLee", NO_CONTROLS, id="unit-separator"),
     pytest.param("Ann\x7f", NO_CONTROLS, id="del"),
     pytest.param("Ann\x85Lee", NO_CONTROLS, id="next-line-c1"),
+    pytest.param("Ann\ud800", Rejected("broken character"), id="lone-surrogate"),
     pytest.param("a" * 32, "a" * 32, id="32-letters"),
     pytest.param(WOMAN_TECHNOLOGIST * 32, WOMAN_TECHNOLOGIST * 32, id="32-zwj-emoji"),
     pytest.param(Q_DOT_ABOVE * 32, Q_DOT_ABOVE * 32, id="32-combining-graphemes"),
