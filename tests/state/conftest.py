@@ -45,7 +45,12 @@ class Tabs:
             Event(
                 name=f"{PresenceState.get_full_name()}.{handler}",
                 payload=payload,
-                router_data={"pathname": "/", "query": {}, "asPath": "/", "token": token},
+                router_data={
+                    "pathname": "/",
+                    "query": {},
+                    "asPath": "/",
+                    "token": token,
+                },
             ),
         )
         await future.wait_all()

@@ -1,0 +1,101 @@
+"""The sweep: tabs that stop being seen leave after the grace, and only then."""
+
+from __future__ import annotations
+
+import pytest
+
+from presence_app import service
+from presence_app.fanout import Fanout
+from presence_app.lifecycle import Sweep
+from presence_app.registry.memory import MemoryRegistry
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    clock = FakeClock()
+    registry = MemoryRegistry(clock)
+    monkeypatch.setattr(service, "REGISTRY", registry)
+    monkeypatch.setattr(service, "FANOUT", Fanout(registry, min_interval=0.05))
+    return clock
+
+
+async def test_a_tab_not_seen_for_the_grace_leaves(clock):
+    sweep = Sweep()
+    await service.REGISTRY.join("a", "ann")
+
+    clock.now += service.SETTINGS.grace - 0.01
+    assert await sweep.run_once(set()) == []
+    clock.now += 0.02
+    assert await sweep.run_once(set()) == ["a"]
+
+    assert (await service.REGISTRY.presence()).count == 0
+
+
+async def test_a_tab_seen_by_the_sweep_stays_however_long(clock):
+    sweep = Sweep()
+    await service.REGISTRY.join("a", "ann")
+
+    for _ in range(100):
+        clock.now += 1
+        await sweep.run_once({"a"})
+
+    assert (await service.REGISTRY.presence()).count == 1
+
+
+async def test_a_reload_inside_the_grace_keeps_the_tab(clock):
+    sweep = Sweep()
+    await service.REGISTRY.join("a", "ann")
+    await sweep.run_once({"a"})
+
+    clock.now += service.SETTINGS.grace / 2
+    await sweep.run_once(set())
+    clock.now += service.SETTINGS.grace / 2
+    await sweep.run_once({"a"})
+    clock.now += service.SETTINGS.grace / 2
+    await sweep.run_once({"a"})
+
+    assert (await service.REGISTRY.presence()).count == 1
+
+
+async def test_a_departed_tab_has_its_state_freed_once_after_the_grace(
+    clock, monkeypatch
+):
+    freed = []
+    sweep = Sweep(lambda tab: freed.append(tab) or True)
+    now = [0.0]
+    monkeypatch.setattr("presence_app.lifecycle.time.monotonic", lambda: now[0])
+
+    await sweep.run_once({"a", "b"})
+    now[0] += 1
+    await sweep.run_once({"b"})
+    now[0] += service.SETTINGS.grace
+    await sweep.run_once({"b"})
+    now[0] += service.SETTINGS.grace
+    await sweep.run_once({"b"})
+
+    assert freed == ["a"]
+
+
+async def test_a_tab_back_before_the_grace_keeps_its_state(clock, monkeypatch):
+    freed = []
+    sweep = Sweep(lambda tab: freed.append(tab) or True)
+    now = [0.0]
+    monkeypatch.setattr("presence_app.lifecycle.time.monotonic", lambda: now[0])
+
+    await sweep.run_once({"a"})
+    now[0] += 1
+    await sweep.run_once(set())
+    now[0] += 1
+    await sweep.run_once({"a"})
+    now[0] += service.SETTINGS.grace * 2
+    await sweep.run_once({"a"})
+
+    assert freed == []
