@@ -14,6 +14,7 @@ from presence_app.components import (
     logged_in_line,
     online_list,
 )
+from presence_app.diagnostics import stats_api
 from presence_app.registry import Presence
 from presence_app.state import PresenceState, listed_users
 
@@ -35,6 +36,7 @@ def index() -> rx.Component:
 
 
 app = rx.App()
+app.api_transformer = stats_api(app)
 app.add_page(index, route="/", title="Presence Tracking", on_load=PresenceState.restore)
 
 

@@ -1,0 +1,51 @@
+"""An operator's view of one worker: memory and counts, never names.
+
+``GET /_presence/stats`` answers with this worker's resident memory, the live
+Python allocations when tracing is on (``PRESENCE_TRACEMALLOC=1`` at start; it
+slows the worker, so it is for measuring only), the number of connected tabs,
+of Reflex states held, and of users online.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import tracemalloc
+
+import reflex as rx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from presence_app import service
+
+if os.environ.get("PRESENCE_TRACEMALLOC") == "1":
+    tracemalloc.start()
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def stats_api(app: rx.App) -> Starlette:
+    async def stats(request: Request) -> JSONResponse:
+        if request.query_params.get("collect") == "1":
+            gc.collect()
+        traced = (
+            tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
+        )
+        return JSONResponse(
+            {
+                "pid": os.getpid(),
+                "rss_bytes": resident_bytes(),
+                "traced_bytes": traced,
+                "connected_tabs": len(app.event_namespace.token_to_sid),
+                "reflex_states": len(getattr(app.state_manager, "states", ())),
+                "online": service.FANOUT.latest.count,
+                "presence_version": service.FANOUT.latest.version,
+            }
+        )
+
+    return Starlette(routes=[Route("/_presence/stats", stats)])
