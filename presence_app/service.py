@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from reflex_base.config import get_config
+
 from presence_app import settings
 from presence_app.fanout import Fanout
 from presence_app.registry import create_registry
 
 SETTINGS = settings.load()
-REGISTRY = create_registry()
+REGISTRY = create_registry(get_config().redis_url, prefix=SETTINGS.redis_prefix)
 FANOUT = Fanout(REGISTRY, SETTINGS.fanout_interval)

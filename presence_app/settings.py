@@ -42,11 +42,13 @@ class Settings:
     fanout_interval: float = 0.1
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
+    redis_prefix: str = "presence:"
 
     def check(self) -> Settings:
         """Return self, or raise naming the bound these settings break."""
         for field in dataclasses.fields(self):
-            if getattr(self, field.name) <= 0:
+            value = getattr(self, field.name)
+            if isinstance(value, float) and value <= 0:
                 raise SettingsError(f"{field.name} must be positive")
         close = self.grace + self.sweep_interval + self.fanout_interval
         if close + TRANSIT_ALLOWANCE > CLOSE_BOUND:
@@ -85,4 +87,5 @@ def load() -> Settings:
         fanout_interval=_seconds("PRESENCE_FANOUT_INTERVAL", defaults.fanout_interval),
         ping_interval=environment.REFLEX_SOCKET_INTERVAL.get().total_seconds(),
         ping_timeout=environment.REFLEX_SOCKET_TIMEOUT.get().total_seconds(),
+        redis_prefix=os.environ.get("PRESENCE_REDIS_PREFIX", defaults.redis_prefix),
     ).check()

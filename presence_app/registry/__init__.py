@@ -34,6 +34,14 @@ from collections.abc import Callable, Iterable
 Clock = Callable[[], float]
 
 
+class PresenceError(Exception):
+    """Base of the registry's own errors."""
+
+
+class RegistryUnavailableError(PresenceError, ConnectionError):
+    """The registry's store cannot be reached; nothing was changed."""
+
+
 @dataclasses.dataclass(frozen=True)
 class OnlineUser:
     """One user as every tab lists it."""
@@ -97,12 +105,31 @@ class Registry(abc.ABC):
     async def presence(self) -> Presence:
         """The current presence."""
 
+    async def watch(self, on_change: Callable[[], None]) -> None:  # noqa: B027
+        """Call ``on_change`` when another process changes presence.
+
+        One process sees all its own changes, so the memory registry has
+        nothing to watch; the Redis one listens to the other workers.
+        """
+
     async def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release whatever the registry holds open."""
 
 
-def create_registry(clock: Clock = time.time) -> Registry:
-    """The registry for this process: in memory, the embedded default."""
+def create_registry(
+    redis_url: str | None, prefix: str = "presence:", clock: Clock = time.time
+) -> Registry:
+    """The registry for this process: on Redis when Reflex has a Redis URL.
+
+    It is Reflex's own setting (``REFLEX_REDIS_URL``), so Reflex's state and
+    presence always live in the same place. Without it, the in-memory registry
+    is the embedded default.
+    """
+    if redis_url:
+        from presence_app.registry.redis import from_url
+
+        return from_url(redis_url, prefix=prefix, clock=clock)
+
     from presence_app.registry.memory import MemoryRegistry
 
     return MemoryRegistry(clock)
