@@ -21,6 +21,15 @@ def count_line() -> rx.Component:
     )
 
 
+def outage_notice() -> rx.Component:
+    return rx.cond(
+        PresenceState.notice != "",
+        rx.callout(
+            PresenceState.notice, id="notice", color_scheme="orange", role="alert"
+        ),
+    )
+
+
 def join_form() -> rx.Component:
     return rx.form(
         rx.vstack(

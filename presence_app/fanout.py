@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from presence_app.registry import Presence, Registry
+from presence_app.outage import OutageLog
+from presence_app.registry import Presence, Registry, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,11 @@ Broadcast = Callable[[Presence], Awaitable[None]]
 
 
 class Fanout:
-    def __init__(self, registry: Registry, min_interval: float) -> None:
+    def __init__(
+        self, registry: Registry, min_interval: float, outage: OutageLog | None = None
+    ) -> None:
         self.registry = registry
+        self.outage = outage or OutageLog()
         self.min_interval = min_interval
         self.latest = Presence(version=0)
         self._sent_version = 0
@@ -43,7 +47,7 @@ class Fanout:
 
     async def run(self, broadcast: Broadcast) -> None:
         """Send every change to every live tab, until cancelled."""
-        last_sent, failing = 0.0, False
+        last_sent = 0.0
         while True:
             await self._changed.wait()
             # Coalesce: whatever changes before the interval is up rides along.
@@ -52,13 +56,13 @@ class Fanout:
             self._changed.clear()
             try:
                 await self._send_latest(broadcast)
-                failing = False
-            except Exception:
-                if not failing:
-                    logger.warning("fan-out failed; retrying", exc_info=True)
-                failing = True
+            except RegistryUnavailableError as error:
+                # Retry until the registry answers; the outage is logged once.
+                self.outage.failed(error)
                 self._changed.set()
                 await asyncio.sleep(1.0)
+            except Exception:
+                logger.exception("fan-out failed; it goes on with the next change")
             last_sent = time.monotonic()
 
     async def _send_latest(self, broadcast: Broadcast) -> None:

@@ -28,6 +28,7 @@ from reflex.middleware import Middleware
 from reflex_base.registry import RegistrationContext
 
 from presence_app import service
+from presence_app.registry import RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,20 @@ def install(app: rx.App, state_cls: type[rx.State]) -> None:
             await asyncio.sleep(service.SETTINGS.sweep_interval)
             try:
                 await sweep.run_once(set(app.event_namespace.token_to_sid))
+                service.OUTAGE.recovered()
+            except RegistryUnavailableError as error:
+                service.OUTAGE.failed(error)
             except Exception:
-                logger.exception("sweep failed")
+                logger.exception("sweep failed; it goes on with the next one")
+
+    async def watch_other_workers() -> None:
+        while True:
+            try:
+                # Returns at once when there is nobody else to hear from.
+                return await service.REGISTRY.watch(service.FANOUT.changed)
+            except RegistryUnavailableError as error:
+                service.OUTAGE.failed(error)
+            await asyncio.sleep(1.0)
 
     app.register_lifespan_task(sweep_forever)
+    app.register_lifespan_task(watch_other_workers)

@@ -13,6 +13,7 @@ from presence_app.components import (
     join_form,
     logged_in_line,
     online_list,
+    outage_notice,
 )
 from presence_app.diagnostics import stats_api
 from presence_app.registry import Presence
@@ -25,6 +26,7 @@ def index() -> rx.Component:
             rx.heading("Presence Tracking", as_="h1", size="7"),
             rx.text("See who has this page open right now, live in every tab."),
             count_line(),
+            outage_notice(),
             rx.cond(PresenceState.joined, logged_in_line(), join_form()),
             online_list(),
             explanation(),

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import reflex as rx
 
 from presence_app import lifecycle, service
 from presence_app.names import NameRejectedError, clean_name
-from presence_app.registry import Presence
+from presence_app.registry import Presence, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
 # The list shows this many users, then "and N more".
 LISTED_USERS = 50
+UNAVAILABLE = (
+    "Presence is unavailable right now, so nothing changed. Try again in a moment."
+)
 # How long a freshly loaded page holding a live tab's identity waits to see
 # whether that tab's socket closes (a reload) or stays (a duplicated tab).
 COPY_WAIT = 1.5
@@ -29,12 +34,25 @@ def listed_users(presence: Presence) -> list[dict[str, str]]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def outage_notice(state: PresenceState) -> AsyncIterator[None]:
+    """Tell the tab when the registry is unreachable; nothing was changed."""
+    try:
+        yield
+        state.notice = ""
+    except RegistryUnavailableError as error:
+        service.OUTAGE.failed(error)
+        state.notice = UNAVAILABLE
+
+
 class PresenceState(rx.State):
     """One tab: its own name and joined flag; presence comes from the fan-out."""
 
     username: str = ""
     joined: bool = False
     name_error: str = ""
+    # Set while the registry cannot be reached: the last action changed nothing.
+    notice: str = ""
     # "<token> <name>" in this tab's session storage: how a joined tab joins
     # again after a backend restart. Bound to the token, because a duplicated
     # tab copies session storage but is given a token of its own.
@@ -63,22 +81,28 @@ class PresenceState(rx.State):
         except NameRejectedError as err:
             self.name_error = err.message
             return
-        await self._join_as(name)
+        async with outage_notice(self):
+            await self._join_as(name)
 
     @rx.event
     async def leave(self) -> None:
         """Take this tab, and only this tab, out of presence."""
         tab = self.router.session.client_token
-        if await service.REGISTRY.leave(tab):
-            logger.debug("tab %s left", tab[:8])
-            service.FANOUT.changed()
-        await service.FANOUT.refresh()
-        self.joined, self.username, self.name_error = False, "", ""
-        self.identity = ""
+        async with outage_notice(self):
+            if await service.REGISTRY.leave(tab):
+                logger.debug("tab %s left", tab[:8])
+                service.FANOUT.changed()
+            await service.FANOUT.refresh()
+            self.joined, self.username, self.name_error = False, "", ""
+            self.identity = ""
 
     @rx.event
     async def restore(self):
         """On every (re)connect: keep, take back or carry over this tab's presence."""
+        async with outage_notice(self):
+            return await self._restore()
+
+    async def _restore(self):
         tab = self.router.session.client_token
         stored_tab, _, stored_name = self.identity.partition(" ")
         if self.joined:

@@ -205,8 +205,10 @@ class RedisRegistry(Registry):
 
     async def watch(self, on_change: Callable[[], None]) -> None:
         """Call ``on_change`` for every change any worker makes, until cancelled."""
-        async with self.client.pubsub() as pubsub:
+        async with self._errors(), self.client.pubsub() as pubsub:
             await pubsub.subscribe(self._keys[6])
+            # Changes made while we were not listening are picked up now.
+            on_change()
             async for message in pubsub.listen():
                 if message["type"] == "message":
                     on_change()

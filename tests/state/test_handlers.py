@@ -159,3 +159,20 @@ async def test_the_background_fan_out_sends_one_update_per_burst(tabs):
 
     assert sent[-1] == 100
     assert len(sent) < 100
+
+
+async def test_an_unreachable_registry_gives_a_notice_and_changes_nothing(
+    tabs, monkeypatch
+):
+    from presence_app.registry import RegistryUnavailableError
+
+    async def unreachable(*args):
+        raise RegistryUnavailableError("connection refused")
+
+    monkeypatch.setattr(service.REGISTRY, "join", unreachable)
+
+    await tabs.join("a", "ann")
+
+    state = await tabs.state("a")
+    assert (state.joined, state.username) == (False, "")
+    assert "unavailable" in state.notice
