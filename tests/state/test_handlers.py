@@ -169,6 +169,7 @@ async def test_an_unreachable_registry_gives_a_notice_and_changes_nothing(
     async def unreachable(*args):
         raise RegistryUnavailableError("connection refused")
 
+    await tabs.send("a", "restore")
     monkeypatch.setattr(service.REGISTRY, "join", unreachable)
 
     await tabs.join("a", "ann")
