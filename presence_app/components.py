@@ -8,10 +8,20 @@ from presence_app.state import PresenceState
 
 
 def count_line() -> rx.Component:
+    # Until the socket has hydrated the page, the prerendered defaults would
+    # claim "0 users online": say that the count is on its way instead.
     return rx.box(
         rx.text(
-            PresenceState.online_count.to_string(),
-            rx.cond(PresenceState.online_count == 1, " user online", " users online"),
+            rx.cond(
+                rx.State.is_hydrated,
+                rx.fragment(
+                    PresenceState.online_count.to_string(),
+                    rx.cond(
+                        PresenceState.online_count == 1, " user online", " users online"
+                    ),
+                ),
+                "Connecting…",
+            ),
             id="online-count",
             size="5",
             weight="medium",

@@ -27,7 +27,10 @@ def index() -> rx.Component:
             rx.text("See who has this page open right now, live in every tab."),
             count_line(),
             outage_notice(),
-            rx.cond(PresenceState.joined, logged_in_line(), join_form()),
+            rx.cond(
+                rx.State.is_hydrated,
+                rx.cond(PresenceState.joined, logged_in_line(), join_form()),
+            ),
             online_list(),
             explanation(),
             spacing="5",
