@@ -23,8 +23,11 @@ import asyncio
 import logging
 import time
 
+import redis.asyncio as aioredis
 import reflex as rx
+from reflex.istate.manager.redis import enable_keyspace_notifications
 from reflex.middleware import Middleware
+from reflex_base.config import get_config
 from reflex_base.registry import RegistrationContext
 
 from presence_app import service
@@ -38,14 +41,22 @@ HYDRATE_EVENT = f"{rx.State.get_full_name()}.hydrate_and_load"
 class Sweep:
     """One worker's view of which tabs come and go."""
 
-    def __init__(self, forget_state=None) -> None:
+    def __init__(self, forget_state=None, on_store_reset=None) -> None:
         self._live: set[str] = set()
         self._departed: dict[str, float] = {}
         self._forget_state = forget_state
+        self._on_store_reset = on_store_reset
+        self._epoch: str | None = None
 
     async def run_once(self, live: set[str]) -> list[str]:
         """Mark ``live`` tabs as seen, expire joined tabs gone past the grace."""
         registry, grace = service.REGISTRY, service.SETTINGS.grace
+        epoch = await registry.epoch()
+        if self._epoch is not None and epoch != self._epoch:
+            logger.warning("presence store lost its data; tabs join again")
+            if self._on_store_reset is not None:
+                await self._on_store_reset()
+        self._epoch = epoch
         await registry.touch(live)
         gone = await registry.expire(registry.clock() - grace)
         if gone:
@@ -86,6 +97,30 @@ def forget_state(app: rx.App, tab: str) -> bool:
     return True
 
 
+async def reconnect_every_tab(app: rx.App) -> None:
+    """Make every tab of this worker reconnect, so it hydrates and restores.
+
+    After Redis lost its data, Reflex's states and presence are gone while the
+    pages still show the old ones. Closing the transport (not the namespace)
+    makes Reflex's client reconnect at once; its hydrate brings the tab's
+    identity from session storage, and ``restore`` joins it again.
+    """
+    redis_url = get_config().redis_url
+    if redis_url:
+        # Reflex enables these only when a worker starts; a Redis restarted
+        # since has lost them, and Reflex's lock waiters rely on them.
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await enable_keyspace_notifications(client)
+        finally:
+            await client.aclose()
+    namespace = app.event_namespace.namespace
+    for sid in list(app.event_namespace.sid_to_token):
+        eio_sid = app.sio.manager.eio_sid_from_sid(sid, namespace)
+        if eio_sid is not None:
+            await app.sio.eio.disconnect(eio_sid)
+
+
 def tab_is_connected(tab: str) -> bool:
     """Whether ``tab`` has a live socket on this worker."""
     app = RegistrationContext.get().app
@@ -112,7 +147,10 @@ class PageLoadMarker(Middleware):
 def install(app: rx.App, state_cls: type[rx.State]) -> None:
     """Run the sweep on this worker for as long as the app runs."""
     app.add_middleware(PageLoadMarker(state_cls))
-    sweep = Sweep(lambda tab: forget_state(app, tab))
+    sweep = Sweep(
+        forget_state=lambda tab: forget_state(app, tab),
+        on_store_reset=lambda: reconnect_every_tab(app),
+    )
 
     async def sweep_forever() -> None:
         while True:

@@ -105,6 +105,14 @@ class Registry(abc.ABC):
     async def presence(self) -> Presence:
         """The current presence."""
 
+    @abc.abstractmethod
+    async def epoch(self) -> str:
+        """Names the store's lifetime; it changes when the store lost its data.
+
+        Every joined tab must then be asserted again (a Redis restarted without
+        persistence forgets them all).
+        """
+
     async def watch(self, on_change: Callable[[], None]) -> None:  # noqa: B027
         """Call ``on_change`` when another process changes presence.
 

@@ -115,6 +115,10 @@ class MemoryRegistry(Registry):
                 self._snapshot = self._build_snapshot()
             return self._snapshot
 
+    async def epoch(self) -> str:
+        # Memory and this process share one lifetime.
+        return "memory"
+
     def _link(self, tab: str, entry: _Tab) -> None:
         self._tabs[tab] = entry
         user = self._users.setdefault(entry.key, _User(entry.name, {}))

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
@@ -150,6 +151,8 @@ class RedisRegistry(Registry):
         self.prefix = prefix
         self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
         self._keys = [prefix + name for name in _KEYS] + [prefix + "changes"]
+        # No TTL: it must outlive quiet times, and only a store reset drops it.
+        self._epoch_key = prefix + "epoch"
         self._join = client.register_script(_JOIN)
         self._leave = client.register_script(_LEAVE)
         self._transfer = client.register_script(_TRANSFER)
@@ -196,6 +199,11 @@ class RedisRegistry(Registry):
             pipe.get(self._keys[5])
             entries, names, version = await pipe.execute()
         return _build_presence(entries, names, int(version or 0))
+
+    async def epoch(self) -> str:
+        async with self._errors():
+            await self.client.set(self._epoch_key, uuid.uuid4().hex, nx=True)
+            return _text(await self.client.get(self._epoch_key) or b"")
 
     async def workers(self) -> dict[str, str]:
         """Which worker holds each tab (for operators and tests)."""

@@ -99,3 +99,25 @@ async def test_a_tab_back_before_the_grace_keeps_its_state(clock, monkeypatch):
     await sweep.run_once({"a"})
 
     assert freed == []
+
+
+async def test_a_store_that_lost_its_data_makes_every_tab_join_again(
+    clock, monkeypatch
+):
+    resets = []
+
+    async def on_store_reset():
+        resets.append(True)
+
+    epochs = iter(["first", "first", "second", "second"])
+
+    async def epoch():
+        return next(epochs)
+
+    monkeypatch.setattr(service.REGISTRY, "epoch", epoch)
+    sweep = Sweep(on_store_reset=on_store_reset)
+
+    for _ in range(4):
+        await sweep.run_once(set())
+
+    assert resets == [True]
