@@ -121,10 +121,15 @@ async def reconnect_every_tab(app: rx.App) -> None:
             await app.sio.eio.disconnect(eio_sid)
 
 
-def tab_is_connected(tab: str) -> bool:
-    """Whether ``tab`` has a live socket on this worker."""
+async def tab_is_connected(tab: str) -> bool:
+    """Whether ``tab`` has a live socket on any worker.
+
+    Reflex's token manager knows (through Redis when there are several
+    workers); it is reached through a private attribute, as Reflex's own shared
+    state does, since there is no public call.
+    """
     app = RegistrationContext.get().app
-    return tab in app.event_namespace.token_to_sid
+    return await app.event_namespace._token_manager.is_token_connected(tab)
 
 
 class PageLoadMarker(Middleware):

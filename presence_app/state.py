@@ -116,7 +116,7 @@ class PresenceState(rx.State):
             if not self._page_load:
                 # The same page, reconnecting: its old socket is stale.
                 await self._carry_over(stored_tab, stored_name)
-            elif not lifecycle.tab_is_connected(stored_tab):
+            elif not await lifecycle.tab_is_connected(stored_tab):
                 # A reload that raced the old socket's close, now seen.
                 await self._carry_over(stored_tab, stored_name)
             else:
@@ -132,12 +132,14 @@ class PresenceState(rx.State):
         closes within moments. Wait briefly to see which, showing the form.
         """
         deadline = time.monotonic() + COPY_WAIT
-        while lifecycle.tab_is_connected(old_tab) and time.monotonic() < deadline:
+        while await lifecycle.tab_is_connected(old_tab):
+            if time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.1)
         async with self:
             if self.joined or not self.identity.startswith(old_tab + " "):
                 return
-            if lifecycle.tab_is_connected(old_tab):
+            if await lifecycle.tab_is_connected(old_tab):
                 logger.debug("tab %s is a copy; it starts not joined", old_tab[:8])
                 self.identity = ""
             else:

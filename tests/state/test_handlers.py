@@ -177,3 +177,41 @@ async def test_an_unreachable_registry_gives_a_notice_and_changes_nothing(
     state = await tabs.state("a")
     assert (state.joined, state.username) == (False, "")
     assert "unavailable" in state.notice
+
+
+async def _a_fresh_page_holding_the_identity_of(tabs, original: str, copy: str):
+    await tabs.join(original, "ann")
+    await tabs.send(copy, "restore")
+    state = await tabs.state(copy)
+    state.identity = (await tabs.state(original)).identity
+    state.mark_page_load(True)
+
+
+async def test_a_duplicated_tab_starts_not_joined(tabs, monkeypatch):
+    async def original_is_alive(tab):
+        return True
+
+    monkeypatch.setattr("presence_app.lifecycle.tab_is_connected", original_is_alive)
+    monkeypatch.setattr("presence_app.state.COPY_WAIT", 0.2)
+    await _a_fresh_page_holding_the_identity_of(tabs, "a", "copy")
+
+    await tabs.send("copy", "restore")
+
+    copy, original = await tabs.state("copy"), await tabs.state("a")
+    assert (copy.joined, copy.identity) == (False, "")
+    assert original.joined
+    assert (await service.REGISTRY.presence()).users == (OnlineUser("ann", 1),)
+
+
+async def test_a_reload_that_raced_its_old_socket_carries_over(tabs, monkeypatch):
+    async def old_socket_is_gone(tab):
+        return False
+
+    monkeypatch.setattr("presence_app.lifecycle.tab_is_connected", old_socket_is_gone)
+    await _a_fresh_page_holding_the_identity_of(tabs, "a", "reloaded")
+
+    await tabs.send("reloaded", "restore")
+
+    state = await tabs.state("reloaded")
+    assert (state.joined, state.username) == (True, "ann")
+    assert (await service.REGISTRY.presence()).users == (OnlineUser("ann", 1),)
