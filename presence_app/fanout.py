@@ -41,6 +41,14 @@ class Fanout:
             self.latest = presence
         return self.latest
 
+    def store_reset(self) -> None:
+        """The registry lost its data: take whatever it says next, and send it."""
+        # Its version may now be lower than ours; without this the stale
+        # presence would stay until the next change.
+        self.latest = Presence(version=-1)
+        self._sent_version = -1
+        self.changed()
+
     def changed(self) -> None:
         """Note that presence changed; the loop sends it soon."""
         self._changed.set()

@@ -54,6 +54,7 @@ class Sweep:
         epoch = await registry.epoch()
         if self._epoch is not None and epoch != self._epoch:
             logger.warning("presence store lost its data; tabs join again")
+            service.FANOUT.store_reset()
             if self._on_store_reset is not None:
                 await self._on_store_reset()
         self._epoch = epoch
@@ -117,8 +118,14 @@ async def reconnect_every_tab(app: rx.App) -> None:
     namespace = app.event_namespace.namespace
     for sid in list(app.event_namespace.sid_to_token):
         eio_sid = app.sio.manager.eio_sid_from_sid(sid, namespace)
-        if eio_sid is not None:
-            await app.sio.eio.disconnect(eio_sid)
+        socket = app.sio.eio.sockets.get(eio_sid)
+        if socket is None:
+            continue
+        await app.sio.eio.disconnect(eio_sid)
+        # The browser ignores engine.io's CLOSE packet over a websocket and
+        # would wait for its ping to time out. Ending the socket's writer the
+        # way engine.io itself does closes the websocket now.
+        await socket.queue.put(None)
 
 
 async def tab_is_connected(tab: str) -> bool:

@@ -121,3 +121,17 @@ async def test_a_store_that_lost_its_data_makes_every_tab_join_again(
         await sweep.run_once(set())
 
     assert resets == [True]
+
+
+async def test_after_a_store_reset_an_older_version_replaces_the_stale_presence(clock):
+    await service.REGISTRY.join("a", "ann")
+    await service.FANOUT.refresh()
+    stale = service.FANOUT.latest
+    service.FANOUT.registry = MemoryRegistry(clock)  # the store came back empty
+
+    await service.FANOUT.refresh()
+    assert service.FANOUT.latest == stale
+    service.FANOUT.store_reset()
+    await service.FANOUT.refresh()
+
+    assert service.FANOUT.latest.count == 0
