@@ -41,9 +41,11 @@ HYDRATE_EVENT = f"{rx.State.get_full_name()}.hydrate_and_load"
 class Sweep:
     """One worker's view of which tabs come and go."""
 
-    def __init__(self, forget_state=None, on_store_reset=None) -> None:
-        self._live: set[str] = set()
+    def __init__(
+        self, held_states=None, forget_state=None, on_store_reset=None
+    ) -> None:
         self._departed: dict[str, float] = {}
+        self._held_states = held_states or set
         self._forget_state = forget_state
         self._on_store_reset = on_store_reset
         self._epoch: str | None = None
@@ -67,12 +69,13 @@ class Sweep:
         return gone
 
     def _free_departed(self, live: set[str], now: float, grace: float) -> None:
-        for tab in self._live - live:
-            self._departed[tab] = now
-        for tab in live & self._departed.keys():
+        # Every state held for a tab without a socket, however briefly that
+        # tab was connected, is a candidate; it goes once away for the grace.
+        away = self._held_states() - live
+        for tab in self._departed.keys() - away:
             del self._departed[tab]
-        self._live = live
-        for tab, since in list(self._departed.items()):
+        for tab in away:
+            since = self._departed.setdefault(tab, now)
             if now - since >= grace and self._forget(tab):
                 del self._departed[tab]
 
@@ -160,6 +163,7 @@ def install(app: rx.App, state_cls: type[rx.State]) -> None:
     """Run the sweep on this worker for as long as the app runs."""
     app.add_middleware(PageLoadMarker(state_cls))
     sweep = Sweep(
+        held_states=lambda: set(getattr(app.state_manager, "states", ())),
         forget_state=lambda tab: forget_state(app, tab),
         on_store_reset=lambda: reconnect_every_tab(app),
     )

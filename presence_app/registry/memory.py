@@ -11,6 +11,8 @@ import itertools
 import threading
 from collections.abc import Iterable
 
+from sortedcontainers import SortedList
+
 from presence_app.names import user_key
 from presence_app.registry import (
     Clock,
@@ -33,6 +35,10 @@ class _Tab:
 class _User:
     name: str
     tab_orders: dict[str, int]
+    # The earliest join among the user's tabs: its place in the list.
+    first: int = 0
+    # What the list shows of the user, rebuilt only when its tabs change.
+    listed: OnlineUser | None = None
 
 
 class MemoryRegistry(Registry):
@@ -43,6 +49,9 @@ class MemoryRegistry(Registry):
         self._lock = threading.Lock()
         self._tabs: dict[str, _Tab] = {}
         self._users: dict[str, _User] = {}
+        # Users by their place, kept sorted as tabs come and go, so a snapshot
+        # costs one pass instead of a sort: it is taken after every join.
+        self._ranking = SortedList()
         self._orders = itertools.count(1)
         self._version = 0
         self._snapshot = Presence(version=0)
@@ -121,18 +130,33 @@ class MemoryRegistry(Registry):
 
     def _link(self, tab: str, entry: _Tab) -> None:
         self._tabs[tab] = entry
-        user = self._users.setdefault(entry.key, _User(entry.name, {}))
+        user = self._users.get(entry.key)
+        if user is None:
+            user = self._users[entry.key] = _User(entry.name, {}, entry.order)
+            self._ranking.add((user.first, entry.key))
         user.tab_orders[tab] = entry.order
+        user.listed = None
 
     def _unlink(self, tab: str) -> _Tab:
         entry = self._tabs.pop(tab)
         user = self._users[entry.key]
         del user.tab_orders[tab]
-        if not user.tab_orders:
-            del self._users[entry.key]
+        user.listed = None
+        if entry.order == user.first:
+            self._ranking.remove((user.first, entry.key))
+            if not user.tab_orders:
+                del self._users[entry.key]
+                return entry
+            user.first = min(user.tab_orders.values())
+            self._ranking.add((user.first, entry.key))
         return entry
 
     def _build_snapshot(self) -> Presence:
-        ordered = sorted(self._users.values(), key=lambda u: min(u.tab_orders.values()))
-        users = tuple(OnlineUser(u.name, len(u.tab_orders)) for u in ordered)
+        users = tuple(self._listed(self._users[key]) for _, key in self._ranking)
         return Presence(version=self._version, users=users)
+
+    @staticmethod
+    def _listed(user: _User) -> OnlineUser:
+        if user.listed is None:
+            user.listed = OnlineUser(user.name, len(user.tab_orders))
+        return user.listed

@@ -69,7 +69,8 @@ async def test_a_departed_tab_has_its_state_freed_once_after_the_grace(
     clock, monkeypatch
 ):
     freed = []
-    sweep = Sweep(lambda tab: freed.append(tab) or True)
+    held = {"a", "b"}
+    sweep = Sweep(lambda: set(held), lambda tab: freed.append(tab) or True)
     now = [0.0]
     monkeypatch.setattr("presence_app.lifecycle.time.monotonic", lambda: now[0])
 
@@ -78,15 +79,31 @@ async def test_a_departed_tab_has_its_state_freed_once_after_the_grace(
     await sweep.run_once({"b"})
     now[0] += service.SETTINGS.grace
     await sweep.run_once({"b"})
+    held.discard("a")
     now[0] += service.SETTINGS.grace
     await sweep.run_once({"b"})
 
     assert freed == ["a"]
 
 
+async def test_a_tab_gone_between_two_sweeps_has_its_state_freed_too(
+    clock, monkeypatch
+):
+    freed = []
+    sweep = Sweep(lambda: {"brief"}, lambda tab: freed.append(tab) or True)
+    now = [0.0]
+    monkeypatch.setattr("presence_app.lifecycle.time.monotonic", lambda: now[0])
+
+    await sweep.run_once(set())
+    now[0] += service.SETTINGS.grace
+    await sweep.run_once(set())
+
+    assert freed == ["brief"]
+
+
 async def test_a_tab_back_before_the_grace_keeps_its_state(clock, monkeypatch):
     freed = []
-    sweep = Sweep(lambda tab: freed.append(tab) or True)
+    sweep = Sweep(lambda: {"a"}, lambda tab: freed.append(tab) or True)
     now = [0.0]
     monkeypatch.setattr("presence_app.lifecycle.time.monotonic", lambda: now[0])
 
