@@ -122,8 +122,13 @@ def explanation() -> rx.Component:
                 "for up to 30 seconds."
             ),
             rx.el.li(
-                "This build keeps presence in one backend process; several workers "
-                "need the Redis mode described in the README."
+                "A closed tab stays listed for up to 5 seconds, so that a reload "
+                "never makes you disappear and come back."
+            ),
+            rx.el.li(
+                "With one backend process presence lives in its memory; several "
+                "processes share it through Redis, and if Redis loses its data every "
+                "tab reconnects once and joins again."
             ),
         ),
     )
