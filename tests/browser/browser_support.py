@@ -375,3 +375,239 @@ class Tab:
             expect(self.nobody_online).to_contain_text(
                 "Nobody is online", timeout=timeout
             )
+
+
+# --- Lifecycle tests: a private copy of the project, tabs that record themselves.
+#
+# ``reflex run --env prod`` builds the frontend into the project's .web and then
+# serves those files from disk on every request, with the backend address baked
+# in. Two servers started from the same folder therefore share one build: the
+# later build replaces the files the earlier server is serving, and pages loaded
+# from it then talk to the other server. The lifecycle tests run their servers
+# in a copy of the project with a .web of its own (``private_project``), so they
+# neither disturb nor are disturbed by servers other tests start concurrently,
+# and one of them can bake in a proxy's address.
+
+import dataclasses  # noqa: E402 (appended section)
+import shutil  # noqa: E402
+
+# The app's promises for tabs that go away (the issue "No ghosts"), as another
+# tab sees them; see presence_app/settings.py and the README.
+GRACE_S = 3.0  # PRESENCE_GRACE, default
+SILENT_LOSS_BOUND_S = 30.0  # PRESENCE_SILENT_LOSS, default
+# A freshly loaded page holding a live tab's identity waits this long to tell a
+# duplicated tab from a reload (COPY_WAIT in presence_app/state.py).
+COPY_WAIT_S = 1.5
+# After a backend restart, once the backend answers again, every tab's count
+# is right within this (plus the frontend's reconnect backoff).
+RESTART_BOUND_S = 10.0
+# A measured time is read from the observing page's own timestamps of its DOM
+# changes (``Recorder``), so no polling delay is in it; the margin covers only
+# the scheduling of a loaded two-core machine on top of the promised bound.
+MEASURED_MARGIN_S = 1.0
+
+
+def _copy_project_files(root: Path, dest: Path) -> None:
+    listing = ["ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    listed = subprocess.run(
+        ["git", "-C", str(root), *listing],
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in listed:
+        if not raw:
+            continue
+        relative = raw.decode()
+        source = root / relative
+        if not source.is_file():  # deleted in the working tree
+            continue
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def private_project(base: Path, root: Path = ROOT) -> Path:
+    """A copy of the project in ``base/project`` to run servers from.
+
+    The project's files as they are in the working tree (tracked, and new ones
+    not ignored) and its .web without the build output, so that no packages are
+    installed again. Made once per ``base``; later calls return the same copy.
+    """
+    dest = base / "project"
+    done = dest / ".copy-complete"
+    if done.exists():
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    _copy_project_files(root, dest)
+    web = root / ".web"
+    if web.is_dir():
+        subprocess.run(
+            ["cp", "-a", str(web), str(dest / ".web")], check=True, capture_output=True
+        )
+        shutil.rmtree(dest / ".web" / "build", ignore_errors=True)
+    done.write_text(str(root))
+    return dest
+
+
+def app_server_at(
+    project: Path, port: int, log_path: Path, env: dict[str, str] | None = None
+) -> ServerProcess:
+    """``app_server`` run from ``project`` (a ``private_project``), plus ``env``."""
+    server = app_server(port, log_path)
+    server.cwd = project
+    server.env = {**server_env(), **(env or {})}
+    return server
+
+
+def client_token(tab: Tab) -> str:
+    """The Reflex client token the tab holds now (its session storage)."""
+    return tab.page.evaluate("() => window.sessionStorage.getItem('token')")
+
+
+def duplicate_tab(tab: Tab) -> Tab:
+    """Open a copy of ``tab`` as a page script does (``window.open``).
+
+    Like the browser's Duplicate, the copy starts with the original's session
+    storage, so it presents the original's token and identity.
+    """
+    with tab.page.context.expect_page() as popup:
+        tab.page.evaluate("() => { window.open(location.href); }")
+    copy = Tab(popup.value)
+    expect(copy.count).to_have_text(
+        re.compile(r"^\d+ users? online$"), timeout=int(PAGE_READY_TIMEOUT_S * 1000)
+    )
+    return copy
+
+
+def count_text(n: int) -> str:
+    return "1 user online" if n == 1 else f"{n} users online"
+
+
+_COUNT = re.compile(r"^(\d+) users? online$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """What a tab showed from time ``t`` (seconds since the epoch) on."""
+
+    t: float
+    count: int | None  # None while "Connecting…" (or no count line)
+    users: tuple[str, ...]
+    logged_in: str | None  # the "Logged in as ..." line, if shown
+    form: bool  # the join form is shown
+
+    def __str__(self) -> str:
+        clock = time.strftime("%H:%M:%S", time.localtime(self.t))
+        millis = int(self.t % 1 * 1000)
+        state = self.logged_in or ("form" if self.form else "-")
+        return f"{clock}.{millis:03d} count={self.count} {list(self.users)} [{state}]"
+
+
+_RECORDER_JS = """
+() => {
+  if (window.__presence) return;
+  const rec = (window.__presence = {log: [], ticks: 0, maxGap: 0, lastTick: 0});
+  const snapshot = () => {
+    const count = document.querySelector('#online-count');
+    const users = [...document.querySelectorAll('#online-list > li')]
+      .map((li) => li.textContent);
+    const line = [...document.querySelectorAll('p')]
+      .find((p) => p.textContent.startsWith('Logged in as'));
+    return {
+      count: count ? count.textContent : null,
+      users,
+      loggedIn: line ? line.textContent : null,
+      form: !!document.querySelector('#username-input'),
+    };
+  };
+  let last = '';
+  const record = () => {
+    const seen = snapshot();
+    const key = JSON.stringify(seen);
+    if (key !== last) {
+      last = key;
+      rec.log.push({t: Date.now() / 1000, ...seen});
+    }
+  };
+  record();
+  // The document, not its body: this also runs as an init script, before
+  // the body exists.
+  new MutationObserver(record).observe(document, {
+    subtree: true, childList: true, characterData: true,
+  });
+  // Also a read every 50 ms, whose gaps show the page was watching all along.
+  rec.lastTick = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    rec.maxGap = Math.max(rec.maxGap, now - rec.lastTick);
+    rec.lastTick = now;
+    rec.ticks += 1;
+    record();
+  }, 50);
+}
+"""
+
+
+def record_every_page(context) -> None:
+    """Make every page of ``context`` record itself from its first moment on.
+
+    Pages opened later (a popup too) and every new document of a page after a
+    reload start recording before their own scripts run; see ``Recorder``.
+    """
+    context.add_init_script(script=f"({_RECORDER_JS.strip()})();")
+
+
+class Recorder:
+    """Everything one tab shows, recorded by the page itself at each DOM change.
+
+    A MutationObserver notes the count line, the list, the logged-in line and
+    the form whenever any of them changes (plus a read every 50 ms), with the
+    page's own timestamp: a change is seen however briefly it is shown, and
+    when it happened is known without polling. Each document has its own
+    recording: a reload starts a new one (``record_every_page``), or ends it.
+    """
+
+    def __init__(self, tab: Tab) -> None:
+        self.tab = tab
+        tab.page.evaluate(_RECORDER_JS)
+
+    def seen(self) -> list[Seen]:
+        raw = self.tab.page.evaluate("() => window.__presence.log")
+        return [
+            Seen(
+                t=entry["t"],
+                count=_count_of(entry["count"]),
+                users=tuple(entry["users"]),
+                logged_in=entry["loggedIn"],
+                form=entry["form"],
+            )
+            for entry in raw
+        ]
+
+    def largest_gap_s(self) -> float:
+        """The longest time between two of the page's 50 ms reads."""
+        return self.tab.page.evaluate("() => window.__presence.maxGap") / 1000
+
+    def since(self, t: float) -> list[Seen]:
+        """What the tab showed from ``t`` on: the state at ``t``, then changes."""
+        seen = self.seen()
+        before = [s for s in seen if s.t <= t]
+        return before[-1:] + [s for s in seen if s.t > t]
+
+    def first_time(self, predicate, since: float) -> float | None:
+        """When the tab first showed something ``predicate`` accepts after ``since``."""
+        for s in self.since(since):
+            if predicate(s):
+                return max(s.t, since)
+        return None
+
+
+def _count_of(text: str | None) -> int | None:
+    match = _COUNT.match(text or "")
+    return int(match.group(1)) if match else None
+
+
+def describe(seen: list[Seen]) -> str:
+    return "\n".join(f"  {s}" for s in seen)
