@@ -142,6 +142,45 @@ async def tab_is_connected(tab: str) -> bool:
     return await app.event_namespace._token_manager.is_token_connected(tab)
 
 
+# python-socketio's reason when the page itself said goodbye (Reflex's client
+# does on close, navigation and reload); every other reason is a broken link.
+GOODBYE = "client disconnect"
+
+
+async def tab_disconnected(tab: str, reason: str | None) -> None:
+    """Start the tab's grace now, the longer one if its connection broke."""
+    settings = service.SETTINGS
+    registry = service.REGISTRY
+    extra = 0.0 if reason == GOODBYE else settings.network_grace - settings.grace
+    # Expiry compares last-seen with now - grace: a last-seen ahead of now by
+    # the difference is exactly a longer grace for this tab.
+    try:
+        await registry.touch([tab], at=registry.clock() + extra)
+    except RegistryUnavailableError as error:
+        service.OUTAGE.failed(error)
+    logger.debug("tab %s disconnected (%s)", tab[:8], reason)
+
+
+def watch_disconnects(app: rx.App) -> None:
+    """Call ``tab_disconnected`` for every socket that goes, after Reflex's own.
+
+    Reflex has no disconnect hook; wrapping its namespace's handler on the
+    instance keeps Reflex's clean-up (a socketio handler of our own would
+    replace it). python-socketio passes the reason when the handler takes it.
+    """
+    namespace = app.event_namespace
+    reflex_on_disconnect = namespace.on_disconnect
+
+    def on_disconnect(sid: str, reason: str | None = None):
+        tab = namespace.sid_to_token.get(sid)
+        result = reflex_on_disconnect(sid)
+        if tab is not None:
+            asyncio.get_running_loop().create_task(tab_disconnected(tab, reason))
+        return result
+
+    namespace.on_disconnect = on_disconnect
+
+
 class PageLoadMarker(Middleware):
     """Tell the presence state whether a (re)connect is a freshly loaded page.
 
@@ -190,3 +229,4 @@ def install(app: rx.App, state_cls: type[rx.State]) -> None:
 
     app.register_lifespan_task(sweep_forever)
     app.register_lifespan_task(watch_other_workers)
+    watch_disconnects(app)

@@ -2,12 +2,15 @@
 
 The bounds the product promises, as another tab sees them:
 
-- a tab closed without Leave is gone within ``CLOSE_BOUND`` (5 s): the socket
-  close is seen at once, then the grace runs out, then the next sweep and the
-  next fan-out follow;
+- a tab closed without Leave is gone within ``CLOSE_BOUND`` (5 s): the page
+  says goodbye on its way out, so the close is seen at once, then the grace
+  runs out, then the next sweep and the next fan-out follow;
+- a connection that breaks (no goodbye) gets the longer network grace, because
+  Reflex's client retries with a growing backoff (0.2, 0.6, 1.2, 2.0, 3.0,
+  4.2 s after the drop), so a drop just under 3 s is back only after 4.2 s;
 - a tab lost silently (no close frame ever arrives) is gone within
   ``PRESENCE_SILENT_LOSS`` (30 s): Reflex's server-driven socket ping notices
-  it after at most interval + timeout, then the same grace, sweep and fan-out.
+  it after at most interval + timeout, then the network grace, sweep, fan-out.
 
 Settings that cannot keep those bounds are refused at start.
 """
@@ -37,6 +40,7 @@ class SettingsError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Settings:
     grace: float = 3.0
+    network_grace: float = 5.5
     sweep_interval: float = 0.5
     silent_loss: float = 30.0
     fanout_interval: float = 0.1
@@ -57,11 +61,17 @@ class Settings:
                 f" = {close:g} s leaves no time to keep the {CLOSE_BOUND:g} s bound"
                 " for a closed tab; lower the grace or the sweep interval"
             )
-        silent = self.ping_interval + self.ping_timeout + close
+        if self.network_grace < self.grace:
+            raise SettingsError(
+                "PRESENCE_NETWORK_GRACE must be at least PRESENCE_GRACE: a broken"
+                " connection deserves as long to come back as a closed page"
+            )
+        broken = self.network_grace + self.sweep_interval + self.fanout_interval
+        silent = self.ping_interval + self.ping_timeout + broken
         if silent + TRANSIT_ALLOWANCE > self.silent_loss:
             raise SettingsError(
-                f"REFLEX_SOCKET_INTERVAL + REFLEX_SOCKET_TIMEOUT + grace + sweep +"
-                f" fan-out = {silent:g} s breaks PRESENCE_SILENT_LOSS ="
+                f"REFLEX_SOCKET_INTERVAL + REFLEX_SOCKET_TIMEOUT + network grace +"
+                f" sweep + fan-out = {silent:g} s breaks PRESENCE_SILENT_LOSS ="
                 f" {self.silent_loss:g} s; lower the ping settings"
             )
         return self
@@ -82,6 +92,7 @@ def load() -> Settings:
     defaults = Settings()
     return Settings(
         grace=_seconds("PRESENCE_GRACE", defaults.grace),
+        network_grace=_seconds("PRESENCE_NETWORK_GRACE", defaults.network_grace),
         sweep_interval=_seconds("PRESENCE_SWEEP_INTERVAL", defaults.sweep_interval),
         silent_loss=_seconds("PRESENCE_SILENT_LOSS", defaults.silent_loss),
         fanout_interval=_seconds("PRESENCE_FANOUT_INTERVAL", defaults.fanout_interval),

@@ -49,3 +49,10 @@ def test_a_zero_interval_is_refused(monkeypatch):
 
     with pytest.raises(settings.SettingsError, match="sweep_interval"):
         settings.load()
+
+
+def test_a_network_grace_shorter_than_the_grace_is_refused(monkeypatch):
+    monkeypatch.setenv("PRESENCE_NETWORK_GRACE", "1")
+
+    with pytest.raises(settings.SettingsError, match="PRESENCE_NETWORK_GRACE"):
+        settings.load()

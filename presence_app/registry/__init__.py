@@ -94,8 +94,9 @@ class Registry(abc.ABC):
         """The entry of ``tab``, or None when it is not joined."""
 
     @abc.abstractmethod
-    async def touch(self, tabs: Iterable[str]) -> None:
-        """Record that these tabs are connected now; unknown tabs are ignored."""
+    async def touch(self, tabs: Iterable[str], at: float | None = None) -> None:
+        """Record that these tabs were seen ``at`` (default now); unknown ones
+        are ignored. A time ahead of now gives a tab a longer grace."""
 
     @abc.abstractmethod
     async def expire(self, seen_before: float) -> list[str]:

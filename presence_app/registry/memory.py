@@ -101,8 +101,8 @@ class MemoryRegistry(Registry):
                 return None
             return TabEntry(tab=tab, name=current.name, seen_at=current.seen_at)
 
-    async def touch(self, tabs: Iterable[str]) -> None:
-        now = self.clock()
+    async def touch(self, tabs: Iterable[str], at: float | None = None) -> None:
+        now = self.clock() if at is None else at
         with self._lock:
             for tab in tabs:
                 current = self._tabs.get(tab)

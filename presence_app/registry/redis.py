@@ -179,8 +179,8 @@ class RedisRegistry(Registry):
         _, name, _, _ = json.loads(raw)
         return TabEntry(tab=tab, name=name, seen_at=float(seen or 0.0))
 
-    async def touch(self, tabs: Iterable[str]) -> None:
-        now, batch = self.clock(), list(tabs)
+    async def touch(self, tabs: Iterable[str], at: float | None = None) -> None:
+        now, batch = self.clock() if at is None else at, list(tabs)
         async with self._errors():
             for start in range(0, len(batch), _TOUCH_CHUNK):
                 chunk = batch[start : start + _TOUCH_CHUNK]

@@ -449,6 +449,16 @@ async def test_touch_accepts_any_iterable(registry, clock):
     assert entry.seen_at == clock()
 
 
+async def test_touching_ahead_of_now_gives_a_longer_life(registry, clock):
+    await registry.join("tab1", "ann")
+    await registry.touch(["tab1"], at=clock() + 2)
+
+    clock.advance(GRACE + 1)
+    assert await registry.expire(clock() - GRACE) == []
+    clock.advance(1.5)
+    assert await registry.expire(clock() - GRACE) == ["tab1"]
+
+
 async def test_touch_ignores_unknown_tabs(registry):
     await registry.join("tab1", "ann")
     before = await listing(registry)

@@ -152,3 +152,29 @@ async def test_after_a_store_reset_an_older_version_replaces_the_stale_presence(
     await service.FANOUT.refresh()
 
     assert service.FANOUT.latest.count == 0
+
+
+async def test_a_page_that_said_goodbye_leaves_after_the_grace(clock):
+    from presence_app.lifecycle import GOODBYE, tab_disconnected
+
+    sweep = Sweep()
+    await service.REGISTRY.join("a", "ann")
+
+    await tab_disconnected("a", GOODBYE)
+    clock.now += service.SETTINGS.grace + 0.01
+
+    assert await sweep.run_once(set()) == ["a"]
+
+
+async def test_a_broken_connection_gets_the_longer_network_grace(clock):
+    from presence_app.lifecycle import tab_disconnected
+
+    sweep = Sweep()
+    await service.REGISTRY.join("a", "ann")
+
+    await tab_disconnected("a", "transport error")
+    clock.now += service.SETTINGS.grace + 0.01
+    assert await sweep.run_once(set()) == []
+    clock.now += service.SETTINGS.network_grace - service.SETTINGS.grace
+
+    assert await sweep.run_once(set()) == ["a"]
