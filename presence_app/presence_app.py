@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import reflex as rx
+from redis.exceptions import RedisError
+from reflex.app import default_backend_exception_handler
 from reflex.state import StateUpdate
 from reflex_base.constants.state import FIELD_MARKER
+from reflex_base.event import EventSpec
 
 from presence_app import lifecycle, service
 from presence_app.components import (
@@ -16,8 +19,8 @@ from presence_app.components import (
     outage_notice,
 )
 from presence_app.diagnostics import stats_api
-from presence_app.registry import Presence
-from presence_app.state import PresenceState, listed_users
+from presence_app.registry import Presence, RegistryUnavailableError
+from presence_app.state import UNAVAILABLE, PresenceState, listed_users
 
 
 def index() -> rx.Component:
@@ -40,7 +43,19 @@ def index() -> rx.Component:
     )
 
 
-app = rx.App()
+def report_backend_error(exception: Exception) -> EventSpec:
+    """Tell the tab plainly when Redis is out of reach; Reflex's toast otherwise.
+
+    With Redis, Reflex's own state lives there too, so an action fails inside
+    Reflex before any handler of ours can run: this is where it surfaces.
+    """
+    if isinstance(exception, (RedisError, RegistryUnavailableError)):
+        service.OUTAGE.failed(exception)
+        return rx.toast.error(UNAVAILABLE, id="presence-unavailable")
+    return default_backend_exception_handler(exception)
+
+
+app = rx.App(backend_exception_handler=report_backend_error)
 app.api_transformer = stats_api(app)
 app.add_page(index, route="/", title="Presence Tracking", on_load=PresenceState.restore)
 

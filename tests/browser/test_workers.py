@@ -520,6 +520,10 @@ def redis_failure_scenario(
             tabs.append(during)
             print(f"a page opened while Redis is down: {report}")
             watcher.join(watcher.name)
+            # The action fails with a clear message in the page.
+            expect(
+                watcher.page.get_by_text("Presence is unavailable right now")
+            ).to_be_visible(timeout=EXPECT_TIMEOUT_MS)
             watcher.page.wait_for_timeout(PROPAGATION_BOUND_S * 1000)  # observation
             print(
                 f"the watcher clicked Join while Redis is down; it shows:"
