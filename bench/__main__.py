@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import shlex
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import report
-from bench.run import Options, log, run
+from bench.run import MEMORY, Config, Options, log, run
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("change", "storm", "memory", "sites")
 DEFAULT_PHASES = ("change", "storm", "memory")
+CONFIGS = ("memory", "redis")
+REDIS_WORKERS = 2
+# tracemalloc and the allocation sites are per process: with several workers
+# they would describe whichever worker answered, so Redis runs skip them.
+PER_WORKER_PHASES = {"memory", "sites"}
+REDIS_MISSING = (
+    "redis-server not found: install the Debian package `redis-server`"
+    " (scripts/system-deps does, as root), or run with --configs memory"
+)
+
+
+def configs(text: str) -> tuple[str, ...]:
+    chosen = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = set(chosen) - set(CONFIGS)
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"configurations are {', '.join(CONFIGS)}; got {text!r}"
+        )
+    return chosen
 
 
 def sizes(text: str) -> list[int]:
@@ -78,6 +101,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         " --profile adds sites)",
     )
     parser.add_argument(
+        "--configs",
+        type=configs,
+        default=CONFIGS,
+        help="memory: in-memory registry, 1 worker (held to the targets); redis:"
+        f" a redis-server of our own, {REDIS_WORKERS} workers (reported)."
+        " Default: memory,redis",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=60.0,
@@ -111,20 +142,40 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def command_line(argv: list[str]) -> str:
-    """The command as typed, with the configuration variables that were set."""
-    env = [
-        f"{name}={shlex.quote(os.environ[name])}"
-        for name in ("REFLEX_REDIS_URL", "GRANIAN_WORKERS")
-        if os.environ.get(name)
-    ]
     program = os.environ.get("BENCH_PROGRAM", "python -m bench")
-    return " ".join([*env, program, *map(shlex.quote, argv)])
+    return " ".join([program, *map(shlex.quote, argv)])
+
+
+@contextlib.contextmanager
+def configuration(key: str, workdir: Path) -> Iterator[Config]:
+    """The app's configuration; for Redis, a redis-server of our own for the run."""
+    if key == "memory":
+        yield MEMORY
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit(REDIS_MISSING)
+    # Imported here: the helper is shared with the tests, which need pytest.
+    from tests.support.redis_server import RedisServer
+
+    (workdir / "redis").mkdir(parents=True, exist_ok=True)
+    server = RedisServer(workdir / "redis", binary=binary).start()
+    try:
+        yield Config(
+            "redis",
+            f"Redis (a redis-server of its own), {REDIS_WORKERS} workers",
+            workers=REDIS_WORKERS,
+            env={"REFLEX_REDIS_URL": server.url, "GRANIAN_WORKERS": str(REDIS_WORKERS)},
+            redis_url=server.url,
+        )
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    opts = Options(
+    base = Options(
         root=ROOT,
         out=args.out,
         workdir=args.workdir.resolve(),
@@ -140,15 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         quiet_wait=args.quiet_wait,
         command=command_line(argv),
     )
-    opts.workdir.mkdir(parents=True, exist_ok=True)
-    results = run(opts)
-    (opts.workdir / "results.json").write_text(
-        json.dumps(results, indent=1, default=str, allow_nan=True)
+    base.workdir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for key in args.configs:
+        with configuration(key, base.workdir) as config:
+            phases = base.phases
+            if config.workers > 1:
+                phases = tuple(p for p in phases if p not in PER_WORKER_PHASES)
+            opts = dataclasses.replace(base, config=config, phases=phases)
+            runs.append(run(opts))
+    (base.workdir / "results.json").write_text(
+        json.dumps(runs, indent=1, default=str, allow_nan=True)
     )
-    report.write(results, ROOT, opts.command, opts.out)
-    log(f"report written to {opts.out}")
-    if results["problems"]:
-        log(f"FAILED: {len(results['problems'])} problem(s); see {opts.out}")
+    report.write(runs, ROOT, base.command, base.out)
+    log(f"report written to {base.out}")
+    problems = [p for results in runs for p in results["problems"]]
+    if problems:
+        log(f"FAILED: {len(problems)} problem(s); see {base.out}")
         return 1
     return 0
 

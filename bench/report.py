@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import importlib.metadata
 import math
-import os
 import platform
 import subprocess
 from pathlib import Path
@@ -56,17 +55,6 @@ def commit(root: Path) -> str:
 
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
     return sha + (" + uncommitted changes" if git("status", "--porcelain") else "")
-
-
-def configuration() -> str:
-    redis = os.environ.get("REFLEX_REDIS_URL")
-    workers = os.environ.get("GRANIAN_WORKERS")
-    if redis:
-        return (
-            f"Redis (`REFLEX_REDIS_URL` set), {workers or 'Reflex default'} worker(s)"
-            " — memory figures are of the one worker that answered /_presence/stats"
-        )
-    return f"in-memory registry and state, {workers or 1} worker"
 
 
 def ms(seconds: float) -> str:
@@ -219,46 +207,77 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def render(results: dict[str, Any], root: Path, command: str) -> str:
+def render(runs: list[dict[str, Any]], root: Path, command: str) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lag = results.get("lag_max", 0.0)
     out = [
         "# Benchmarks",
         "",
         "Written by `scripts/bench` (code in `bench/`); rerun it rather than edit this",
         "file. How each number is taken is described at the end.",
         "",
-        "- Run: `scripts/bench` (10-25 min; options: `scripts/bench --help`). Another"
-        " configuration comes from the environment, e.g."
-        " `REFLEX_REDIS_URL=redis://localhost:6379 GRANIAN_WORKERS=2 scripts/bench`.",
-        "- Where the time and memory go: `scripts/bench --profile --sizes 1000"
-        " --phases change,storm --out build/bench/PROFILE.md` (py-spy and"
-        " tracemalloc; its timings are not clean).",
+        "- Run: `scripts/bench` (30-50 min for both configurations; options:"
+        " `scripts/bench --help`, e.g. `--configs memory` for the first only).",
+        "- Where the time and memory go: `scripts/bench --profile --configs memory"
+        " --sizes 1000 --phases change,storm --out build/bench/PROFILE.md` (py-spy"
+        " and tracemalloc; its timings are not clean).",
         "",
         f"- Date: {now}",
         f"- Machine: {machine()}",
         f"- Software: {versions()}",
         f"- Command: `{command}`",
         f"- Commit: {commit(root)}",
-        f"- Configuration: {configuration()}",
-        f"- Load generators: {results.get('processes')} processes, plus the actor in"
-        " the coordinator; largest event-loop lag of a generator during a measured"
-        f" phase:"
-        f" {ms(lag)} ({'under' if lag < LAG_LIMIT_S else 'OVER'} the 50 ms limit"
-        f"{'' if lag < LAG_LIMIT_S else ': client stamps may be late'})",
+        "- Configurations: "
+        + "; ".join(r["config"]["title"] for r in runs)
+        + ". The first is held to the targets; the one on Redis is reported beside"
+        " it, not held to them.",
         "",
     ]
+    for results in runs:
+        out += section(results)
+    out += method()
+    return "\n".join(out)
+
+
+def section(results: dict[str, Any]) -> list[str]:
+    """One configuration's tables, under a heading of its own."""
+    config = results["config"]
+    held = config["key"] == "memory"
+    lag = results.get("lag_max", 0.0)
+    out = [
+        f"## {config['title']}",
+        "",
+        f"Phases: {', '.join(config['phases'])}. Load generators:"
+        f" {results.get('processes')} processes, plus the actor in the coordinator;"
+        " largest event-loop lag of a generator during a measured phase:"
+        f" {ms(lag)} ({'under' if lag < LAG_LIMIT_S else 'OVER'} the 50 ms limit"
+        f"{'' if lag < LAG_LIMIT_S else ': client stamps may be late'}).",
+        "",
+    ]
+    if config["workers"] > 1:
+        out += [
+            f"With {config['workers']} workers, resident memory is the sum over the"
+            " worker processes, tabs spread over them as the kernel hands out"
+            " connections; tracemalloc (per process) is not run. Redis memory is"
+            " `used_memory_dataset` from `INFO memory`: Reflex keeps every tab's"
+            " state there.",
+            "",
+        ]
     if results.get("problems"):
-        out += ["## FAILED: the clients saw wrong or missing counts", ""]
+        out += ["### FAILED: the clients saw wrong or missing counts", ""]
         out += [f"- {p}" for p in results["problems"]] + [""]
 
-    out += ["## Targets", "", "| Target | Measured | Status |", "|---|---|---|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in targets(results)] + [""]
+    heading = "### Targets" if held else "### Targets (for reference: not held)"
+    out += [heading, "", "| Target | Measured | Status |", "|---|---|---|"]
+    out += [
+        f"| {a} | {b} | {c if held else c.replace('**', '')} |"
+        for a, b, c in targets(results)
+    ]
+    out.append("")
 
     change = results["change"]
     if change:
         out += [
-            "## One change",
+            "### One change",
             "",
             "N tabs joined; one more tab joins or leaves (alternately). Latency",
             "per tab: from the actor's send of the Join/Leave to that tab receiving",
@@ -311,7 +330,7 @@ def render(results: dict[str, Any], root: Path, command: str) -> str:
     storm = results.get("storm")
     if storm:
         out += [
-            "## Join storm",
+            "### Join storm",
             "",
             "| N | storm length | last join → every tab final | median tab |"
             " event frames/tab max | mean | bound | idle RSS | peak RSS | peak ÷ idle"
@@ -337,30 +356,42 @@ def render(results: dict[str, Any], root: Path, command: str) -> str:
     rss, traced = results.get("memory_rss"), results.get("memory_traced")
     if rss or traced:
         n = (rss or traced)["n"]
+        redis = bool(rss and rss["base"].get("redis_bytes") is not None)
         out += [
-            "## Memory",
+            "### Memory",
             "",
-            f"Backend worker, N={n}. RSS from the timing server (no tracing);",
+            f"Backend, N={n}. RSS from the timing server (no tracing);",
             "tracemalloc (live Python allocations) from a separate server started with",
             "`PRESENCE_TRACEMALLOC=1`, whose RSS includes tracemalloc's own overhead.",
             "Every reading after `gc.collect()` (`/_presence/stats?collect=1`).",
             "",
             "| moment | RSS | RSS per tab | tracemalloc | tracemalloc per tab"
-            " | RSS (traced server) |",
-            "|---|---|---|---|---|---|",
+            " | RSS (traced server) |" + (" Redis | Redis per tab |" if redis else ""),
+            "|---|---|---|---|---|---|" + ("---|---|" if redis else ""),
         ]
 
+        def per_tab(run, key, base_key, counter):
+            if not (run and base_key) or run[key].get(counter) is None:
+                return ""
+            return kib((run[key][counter] - run[base_key][counter]) / n)
+
         def row(label, key, base_key=None):
-            r = rss[key]["rss_bytes"] if rss else None
-            t = traced[key]["traced_bytes"] if traced else None
-            tr = traced[key]["rss_bytes"] if traced else None
-            per_r = per_t = ""
-            if base_key:
-                if rss:
-                    per_r = kib((r - rss[base_key]["rss_bytes"]) / n)
-                if traced:
-                    per_t = kib((t - traced[base_key]["traced_bytes"]) / n)
-            return f"| {label} | {mib(r)} | {per_r} | {mib(t)} | {per_t} | {mib(tr)} |"
+            def value(run, counter):
+                return run[key].get(counter) if run else None
+
+            cells = [
+                mib(value(rss, "rss_bytes")),
+                per_tab(rss, key, base_key, "rss_bytes"),
+                mib(value(traced, "traced_bytes")),
+                per_tab(traced, key, base_key, "traced_bytes"),
+                mib(value(traced, "rss_bytes")),
+            ]
+            if redis:
+                cells += [
+                    mib(value(rss, "redis_bytes")),
+                    per_tab(rss, key, base_key, "redis_bytes"),
+                ]
+            return f"| {label} | " + " | ".join(cells) + " |"
 
         settle = (rss or traced)["settle_seconds"]
         out += [
@@ -385,11 +416,18 @@ def render(results: dict[str, Any], root: Path, command: str) -> str:
             )
         if floors:
             out.append("")
-        if rss:
+        if rss and rss["after"].get("connected_tabs") is not None:
             s = rss["after"]
             out += [
                 f"After the settle the server reported {s['connected_tabs']} connected"
                 f" tabs, {s['reflex_states']} Reflex states, {s['online']} online.",
+                "",
+            ]
+        elif rss:
+            each = ", ".join(mib(b) for b in rss["idle"].get("rss_each", []))
+            out += [
+                f"RSS of each worker with the {n} tabs connected: {each}. After the"
+                f" settle: {rss['after']['online']} online.",
                 "",
             ]
 
@@ -397,7 +435,7 @@ def render(results: dict[str, Any], root: Path, command: str) -> str:
     if sites:
         n = sites["n"]
         out += [
-            f"## Where the memory goes (tracemalloc, N={n}, `bench/memtrace.py`)",
+            f"### Where the memory goes (tracemalloc, N={n}, `bench/memtrace.py`)",
             "",
             "Live Python allocations added per tab, by the file that allocated them"
             " (stdlib files shown by path under lib/python3.x).",
@@ -435,7 +473,7 @@ def render(results: dict[str, Any], root: Path, command: str) -> str:
 
     if results.get("profiles"):
         out += [
-            "## Profiles (py-spy, backend worker)",
+            "### Profiles (py-spy, backend worker)",
             "",
             "Busy samples only (idle waits in select dropped). Self: where the CPU"
             " was. Inclusive: on the stack above the event loop's callback runner."
@@ -463,7 +501,11 @@ def render(results: dict[str, Any], root: Path, command: str) -> str:
                 )
             out.append("")
 
-    out += [
+    return out
+
+
+def method() -> list[str]:
+    return [
         "## How it is measured",
         "",
         "- Servers run from a copy of the project (`build/bench/src`: git-tracked and"
@@ -501,10 +543,13 @@ def render(results: dict[str, Any], root: Path, command: str) -> str:
         " measured stretch by our processes (server, generators, coordinator) and by"
         " everything else on the machine (from /proc); anything well above 0 for"
         " others means the numbers include interference.",
+        "- Redis configuration: the same phases on a redis-server the benchmark"
+        " starts on a free port (no persistence), with `REFLEX_REDIS_URL` pointing"
+        " at it and `GRANIAN_WORKERS=2`; a change made on one worker reaches the"
+        " tabs of the other through the registry's pub/sub.",
         "",
     ]
-    return "\n".join(out)
 
 
-def write(results: dict[str, Any], root: Path, command: str, path: Path) -> None:
-    path.write_text(render(results, root, command))
+def write(runs: list[dict[str, Any]], root: Path, command: str, path: Path) -> None:
+    path.write_text(render(runs, root, command))

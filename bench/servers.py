@@ -5,10 +5,9 @@ other processes run ``reflex run`` in the repository at the same time. Each
 server runs in a process group of its own, so stopping it also stops granian's
 workers.
 
-Configuration comes from the environment, so a second configuration needs no
-code: ``REFLEX_REDIS_URL=redis://... GRANIAN_WORKERS=2 scripts/bench`` starts
-the app on Redis with two workers (``rxconfig.py`` then leaves the state
-manager mode to Reflex). Everything in our environment is passed on.
+The app's configuration (``bench.run.Config``) arrives as environment variables
+on top of ours: ``REFLEX_REDIS_URL`` and ``GRANIAN_WORKERS`` for Redis with two
+workers (``rxconfig.py`` then leaves the state manager mode to Reflex).
 """
 
 from __future__ import annotations
@@ -58,14 +57,19 @@ def copy_project(root: Path, dest: Path) -> Path:
     return dest
 
 
-def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def server_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """Our environment for a server, with ``extra`` on top (None: unset)."""
     env = dict(os.environ)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("REFLEX_USE_NPM", "1")
     env.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
@@ -159,7 +163,7 @@ def _answers(url: str) -> bool:
 
 
 def start_app(
-    src: Path, port: int, log: Path, extra_env: dict[str, str] | None = None
+    src: Path, port: int, log: Path, extra_env: dict[str, str | None] | None = None
 ) -> Server:
     """``reflex run --env prod --backend-only`` in ``src``; ready when stats answer."""
     server = Server(
@@ -244,13 +248,33 @@ def start_memtrace(src: Path, port: int, log: Path) -> Server:
     return server.start(lambda: _answers(f"http://127.0.0.1:{port}/_presence/stats"))
 
 
-def worker_rss(server: Server) -> int:
-    """Resident bytes of a server's processes other than the group leader."""
-    total = 0
+def worker_rss_each(server: Server) -> list[int]:
+    """Resident bytes of each of a server's processes but the group leader."""
+    sizes = []
     page = os.sysconf("SC_PAGE_SIZE")
     for pid in process_group(server.pgid or -1):
         if pid == server.pgid:
             continue
         with contextlib.suppress(OSError):
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
-    return total
+            sizes.append(int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page)
+    return sizes
+
+
+def worker_rss(server: Server) -> int:
+    """Resident bytes of a server's processes other than the group leader."""
+    return sum(worker_rss_each(server))
+
+
+def redis_used_memory(url: str) -> int:
+    """Bytes Redis holds for keys and values (``INFO memory``).
+
+    ``used_memory_dataset`` rather than ``used_memory``: the latter counts client
+    buffers too, which swing with pub/sub traffic and hide the data's size.
+    """
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("memory")["used_memory_dataset"])
+    finally:
+        client.close()

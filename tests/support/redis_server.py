@@ -37,8 +37,15 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; ``restart`` keeps the port and loses the data."""
 
-    def __init__(self, workdir: Path, password: str = "", tls_dir: Path | None = None):
-        self.binary = require_redis_server()
+    def __init__(
+        self,
+        workdir: Path,
+        password: str = "",
+        tls_dir: Path | None = None,
+        binary: str | None = None,
+    ):
+        # Outside pytest (the benchmark) the caller finds the binary itself.
+        self.binary = binary or require_redis_server()
         self.workdir, self.password, self.tls_dir = workdir, password, tls_dir
         self.port = free_port()
         self.process: subprocess.Popen | None = None
