@@ -20,7 +20,7 @@ from presence_app.components import (
 )
 from presence_app.diagnostics import stats_api
 from presence_app.registry import Presence, RegistryUnavailableError
-from presence_app.state import UNAVAILABLE, PresenceState, listed_users
+from presence_app.state import UNAVAILABLE, PresenceState, shown_presence
 
 
 def index() -> rx.Component:
@@ -62,12 +62,7 @@ app.add_page(index, route="/", title="Presence Tracking", on_load=PresenceState.
 
 async def broadcast(presence: Presence) -> None:
     """One update, serialized once, to every socket of this worker."""
-    users = listed_users(presence)
-    fields = {
-        "online_count": presence.count,
-        "online_users": users,
-        "more_users": presence.count - len(users),
-    }
+    fields = shown_presence(presence)
     delta = {
         PresenceState.get_full_name(): {k + FIELD_MARKER: v for k, v in fields.items()}
     }

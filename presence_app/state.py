@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import reflex as rx
 
@@ -32,6 +33,20 @@ def listed_users(presence: Presence) -> list[dict[str, str]]:
         {"name": u.name, "tabs": f"{u.tabs} tabs" if u.tabs > 1 else ""}
         for u in presence.users[:LISTED_USERS]
     ]
+
+
+def shown_presence(presence: Presence) -> dict[str, Any]:
+    """The values of the state's presence vars, by name.
+
+    The computed vars below read them from here, and so does the fan-out's one
+    shared update: a tab shows the same thing whichever way the values came.
+    """
+    users = listed_users(presence)
+    return {
+        "online_count": presence.count,
+        "online_users": users,
+        "more_users": presence.count - len(users),
+    }
 
 
 @contextlib.asynccontextmanager
@@ -63,15 +78,15 @@ class PresenceState(rx.State):
 
     @rx.var(cache=False)
     def online_count(self) -> int:
-        return service.FANOUT.latest.count
+        return shown_presence(service.FANOUT.latest)["online_count"]
 
     @rx.var(cache=False)
     def online_users(self) -> list[dict[str, str]]:
-        return listed_users(service.FANOUT.latest)
+        return shown_presence(service.FANOUT.latest)["online_users"]
 
     @rx.var(cache=False)
     def more_users(self) -> int:
-        return max(0, service.FANOUT.latest.count - LISTED_USERS)
+        return shown_presence(service.FANOUT.latest)["more_users"]
 
     @rx.event
     async def join(self, form_data: dict[str, str]) -> None:
