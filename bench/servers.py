@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.cpu import process_group
+from tests.support.project_files import copy_project_files
 
 STOP_GRACE_S = 10.0
 
@@ -37,23 +38,11 @@ def free_port() -> int:
 
 
 def copy_project(root: Path, dest: Path) -> Path:
-    """Copy the git-tracked and untracked-but-not-ignored files of ``root``."""
+    """A fresh copy of ``root``'s working tree (what git would commit) at ``dest``."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    listing = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        check=True,
-        capture_output=True,
-    ).stdout
-    for name in filter(None, listing.decode().split("\0")):
-        source = root / name
-        if not source.is_file():  # deleted but still tracked
-            continue
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+    copy_project_files(root, dest)
     return dest
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from playwright.sync_api import Page, WebSocket, expect
+
+from tests.support.project_files import copy_project_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -388,8 +392,6 @@ class Tab:
 # neither disturb nor are disturbed by servers other tests start concurrently,
 # and one of them can bake in a proxy's address.
 
-import dataclasses  # noqa: E402 (appended section)
-import shutil  # noqa: E402
 
 # The app's promises for tabs that go away (the issue "No ghosts"), as another
 # tab sees them; see presence_app/settings.py and the README.
@@ -407,25 +409,6 @@ RESTART_BOUND_S = 10.0
 MEASURED_MARGIN_S = 1.0
 
 
-def _copy_project_files(root: Path, dest: Path) -> None:
-    listing = ["ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-    listed = subprocess.run(
-        ["git", "-C", str(root), *listing],
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for raw in listed:
-        if not raw:
-            continue
-        relative = raw.decode()
-        source = root / relative
-        if not source.is_file():  # deleted in the working tree
-            continue
-        target = dest / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-
-
 def private_project(base: Path, root: Path = ROOT) -> Path:
     """A copy of the project in ``base/project`` to run servers from.
 
@@ -440,7 +423,7 @@ def private_project(base: Path, root: Path = ROOT) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    _copy_project_files(root, dest)
+    copy_project_files(root, dest)
     web = root / ".web"
     if web.is_dir():
         subprocess.run(

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import urllib.request
@@ -37,6 +36,7 @@ from pathlib import Path
 from browser_support import ROOT, ServerProcess, Tab, server_env
 
 from presence_app.registry import RegistryUnavailableError, create_registry
+from tests.support.project_files import copy_project_files
 
 # Where the cluster is served from (build/ is ignored by git). Everything but
 # .web is replaced by a fresh copy at each start.
@@ -64,19 +64,7 @@ def copy_project(dest: Path = WORKERS_SRC) -> Path:
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        source = ROOT / name
-        if not source.is_file():  # tracked but deleted in the work tree
-            continue
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+    copy_project_files(ROOT, dest)
     (dest / ".venv").symlink_to(ROOT / ".venv")
     return dest
 
