@@ -41,6 +41,12 @@ CI_MARGIN_S = 4.0
 # What an assertion waits for a change to show up, in Playwright's milliseconds.
 EXPECT_TIMEOUT_MS = int((PROPAGATION_BOUND_S + CI_MARGIN_S) * 1000)
 
+
+def wait_ms(bound_s: float) -> int:
+    """Playwright timeout for something promised within ``bound_s``."""
+    return int((bound_s + CI_MARGIN_S) * 1000)
+
+
 # The app's promise for a tab that goes away without Leave (CLOSE_BOUND in
 # presence_app/settings.py: grace + sweep + fan-out + transit). Used only as an
 # observation window: a reload must not make the tab expire once it is over.

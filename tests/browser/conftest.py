@@ -27,6 +27,7 @@ from browser_support import (
     Tab,
     app_server,
     free_port,
+    private_project,
 )
 
 _MISSING_CHROMIUM = (
@@ -64,6 +65,12 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's copy of the project, with a .web of its own."""
+    return private_project(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import pytest
 from browser_support import (
-    CI_MARGIN_S,
     CLOSED_TAB_BOUND_S,
     COPY_WAIT_S,
     MEASURED_MARGIN_S,
@@ -48,8 +47,8 @@ from browser_support import (
     describe,
     duplicate_tab,
     free_port,
-    private_project,
     record_every_page,
+    wait_ms,
 )
 from playwright.sync_api import expect
 
@@ -63,16 +62,6 @@ MAX_READ_GAP_S = PROPAGATION_BOUND_S
 # A quick second action: the Join (or Leave) is sent this soon after the page
 # shows the result of the first one.
 QUICK_S = 0.05
-
-
-def wait_ms(bound_s: float) -> int:
-    """Playwright timeout for something promised within ``bound_s``."""
-    return int((bound_s + CI_MARGIN_S) * 1000)
-
-
-@pytest.fixture(scope="session")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return private_project(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture

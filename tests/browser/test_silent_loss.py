@@ -54,7 +54,7 @@ from browser_support import (
     client_token,
     describe,
     free_port,
-    private_project,
+    wait_ms,
 )
 from tcp_proxy import StallingProxy
 
@@ -81,15 +81,6 @@ DEFAULT_PING_S = 10.0 + 10.0
 # Once the network is back: the frontend's reconnect backoff, then hydrate,
 # rejoin and fan-out within the propagation bound.
 RECOVERY_BOUND_S = RECONNECT_BACKOFF_MAX_S + PROPAGATION_BOUND_S
-
-
-def wait_ms(bound_s: float) -> int:
-    return int((bound_s + CI_MARGIN_S) * 1000)
-
-
-@pytest.fixture(scope="session")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return private_project(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
