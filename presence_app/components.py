@@ -81,24 +81,27 @@ def user_item(user: rx.Var[dict[str, str]]) -> rx.Component:
 
 
 def online_list() -> rx.Component:
-    return rx.box(
+    return rx.vstack(
         rx.heading("Who's online", as_="h2", size="4"),
         rx.cond(
             PresenceState.online_count == 0,
             rx.text("Nobody is online right now.", id="nobody-online"),
         ),
-        rx.el.ul(rx.foreach(PresenceState.online_users, user_item), id="online-list"),
+        rx.list.unordered(
+            rx.foreach(PresenceState.online_users, user_item), id="online-list"
+        ),
         rx.cond(
             PresenceState.more_users > 0,
             rx.text(
                 "and ", PresenceState.more_users.to_string(), " more", id="more-users"
             ),
         ),
+        spacing="2",
     )
 
 
 def explanation() -> rx.Component:
-    return rx.box(
+    return rx.vstack(
         rx.heading("How it works", as_="h2", size="4"),
         rx.text(
             "Each browser tab is one connection. Joining adds the tab under the name "
@@ -107,8 +110,8 @@ def explanation() -> rx.Component:
             "open tab at once. A tab that closes or loses its connection leaves by "
             "itself after a short grace period, so a reload does not make you flicker."
         ),
-        rx.heading("Limitations", as_="h2", size="4"),
-        rx.el.ul(
+        rx.heading("Limitations", as_="h2", size="4", margin_top="0.5em"),
+        rx.list.unordered(
             rx.el.li(
                 "Anyone can pick any name: there are no accounts, so two people who "
                 "choose the same name are shown as one user."
@@ -130,5 +133,7 @@ def explanation() -> rx.Component:
                 "processes share it through Redis, and if Redis loses its data every "
                 "tab reconnects once and joins again."
             ),
+            spacing="1",
         ),
+        spacing="2",
     )

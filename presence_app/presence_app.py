@@ -27,7 +27,10 @@ def index() -> rx.Component:
     return rx.container(
         rx.vstack(
             rx.heading("Presence Tracking", as_="h1", size="7"),
-            rx.text("See who has this page open right now, live in every tab."),
+            rx.text(
+                "Pick a name and join: everyone with this page open sees who is "
+                "online right now, live in every tab."
+            ),
             count_line(),
             outage_notice(),
             rx.cond(
