@@ -3,7 +3,8 @@
 ``GET /_presence/stats`` answers with this worker's resident memory, the live
 Python allocations when tracing is on (``PRESENCE_TRACEMALLOC=1`` at start; it
 slows the worker, so it is for measuring only), the number of connected tabs,
-of Reflex states held, and of users online.
+of Reflex states held, and of users online. ``?collect=1`` runs the garbage
+collector first, for callers on the same machine only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from starlette.routing import Route
 
 from presence_app import service
 
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
 if os.environ.get("PRESENCE_TRACEMALLOC") == "1":
     tracemalloc.start()
 
@@ -31,7 +34,10 @@ def resident_bytes() -> int:
 
 def stats_api(app: rx.App) -> Starlette:
     async def stats(request: Request) -> JSONResponse:
-        if request.query_params.get("collect") == "1":
+        # A full collection stalls the worker, so only a caller on this machine
+        # (a measurement) may ask for one.
+        local = request.client is not None and request.client.host in LOOPBACK
+        if request.query_params.get("collect") == "1" and local:
             gc.collect()
         traced = (
             tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
