@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from presence_app import service
+from presence_app.lifecycle import local_tabs
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
@@ -47,7 +48,7 @@ def stats_api(app: rx.App) -> Starlette:
                 "pid": os.getpid(),
                 "rss_bytes": resident_bytes(),
                 "traced_bytes": traced,
-                "connected_tabs": len(app.event_namespace.token_to_sid),
+                "connected_tabs": len(local_tabs(app)),
                 "reflex_states": len(getattr(app.state_manager, "states", ())),
                 "online": service.FANOUT.latest.count,
                 "presence_version": service.FANOUT.latest.version,

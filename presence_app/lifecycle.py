@@ -10,6 +10,13 @@ and the same grace then applies.
 A tab that is gone for good (not back within the grace) also has its Reflex
 state freed, instead of lingering for Reflex's default hour.
 
+With several workers, each sweeps only the tabs whose sockets it holds, and the
+registry leaves a worker's entries to that worker while it keeps touching the
+registry. A worker that could not for half the worker timeout (Redis was down
+or stalled) may have been taken for dead and its tabs expired by the others:
+it makes its tabs reconnect, and each joined tab joins again, as after Redis
+lost its data.
+
 Carry-over: Reflex gives a connecting tab a new token when its old token still
 has a live socket. That happens to a duplicated tab (its original is alive) and
 to a tab whose old socket is not yet known to be dead. The page tells them
@@ -41,14 +48,13 @@ HYDRATE_EVENT = f"{rx.State.get_full_name()}.hydrate_and_load"
 class Sweep:
     """One worker's view of which tabs come and go."""
 
-    def __init__(
-        self, held_states=None, forget_state=None, on_store_reset=None
-    ) -> None:
+    def __init__(self, held_states=None, forget_state=None, rejoin_tabs=None) -> None:
         self._departed: dict[str, float] = {}
         self._held_states = held_states or set
         self._forget_state = forget_state
-        self._on_store_reset = on_store_reset
+        self._rejoin_tabs = rejoin_tabs
         self._epoch: str | None = None
+        self._touched_at: float | None = None
 
     async def run_once(self, live: set[str]) -> list[str]:
         """Mark ``live`` tabs as seen, expire joined tabs gone past the grace."""
@@ -57,16 +63,33 @@ class Sweep:
         if self._epoch is not None and epoch != self._epoch:
             logger.warning("presence store lost its data; tabs join again")
             service.FANOUT.store_reset()
-            if self._on_store_reset is not None:
-                await self._on_store_reset()
+            await self._make_tabs_rejoin()
         self._epoch = epoch
         await registry.touch(live)
+        await self._check_in(registry.clock())
         gone = await registry.expire(registry.clock() - grace)
         if gone:
             logger.debug("expired %d tab(s)", len(gone))
             service.FANOUT.changed()
         self._free_departed(live, time.monotonic(), grace)
         return gone
+
+    async def _check_in(self, now: float) -> None:
+        # Other workers take this one for dead after the worker timeout without
+        # a touch; from half of it on, its tabs may be gone from the registry.
+        last, self._touched_at = self._touched_at, now
+        silent = service.SETTINGS.worker_timeout / 2
+        if service.REGISTRY.shared and last is not None and now - last > silent:
+            logger.warning(
+                "out of touch with the presence store for %.1f s; tabs join again",
+                now - last,
+            )
+            service.FANOUT.changed()
+            await self._make_tabs_rejoin()
+
+    async def _make_tabs_rejoin(self) -> None:
+        if self._rejoin_tabs is not None:
+            await self._rejoin_tabs()
 
     def _free_departed(self, live: set[str], now: float, grace: float) -> None:
         # Every state held for a tab without a socket, however briefly that
@@ -129,6 +152,21 @@ async def reconnect_every_tab(app: rx.App) -> None:
         # would wait for its ping to time out. Ending the socket's writer the
         # way engine.io itself does closes the websocket now.
         await socket.queue.put(None)
+
+
+def local_tabs(app: rx.App) -> set[str]:
+    """The tabs whose sockets this worker holds.
+
+    Reflex's token map also caches other workers' sockets once it has looked
+    them up (``tab_is_connected`` does), and keeps those until Redis says they
+    closed, which never happens when their worker dies: they are left out.
+    """
+    manager = app.event_namespace._token_manager
+    return {
+        tab
+        for tab, record in manager.token_to_socket.items()
+        if record.instance_id == manager.instance_id
+    }
 
 
 async def tab_is_connected(tab: str) -> bool:
@@ -204,14 +242,14 @@ def install(app: rx.App, state_cls: type[rx.State]) -> None:
     sweep = Sweep(
         held_states=lambda: set(getattr(app.state_manager, "states", ())),
         forget_state=lambda tab: forget_state(app, tab),
-        on_store_reset=lambda: reconnect_every_tab(app),
+        rejoin_tabs=lambda: reconnect_every_tab(app),
     )
 
     async def sweep_forever() -> None:
         while True:
             await asyncio.sleep(service.SETTINGS.sweep_interval)
             try:
-                await sweep.run_once(set(app.event_namespace.token_to_sid))
+                await sweep.run_once(local_tabs(app))
                 service.OUTAGE.recovered()
             except RegistryUnavailableError as error:
                 service.OUTAGE.failed(error)

@@ -10,6 +10,10 @@ from presence_app.outage import OutageLog
 from presence_app.registry import create_registry
 
 SETTINGS = settings.load()
-REGISTRY = create_registry(get_config().redis_url, prefix=SETTINGS.redis_prefix)
+REGISTRY = create_registry(
+    get_config().redis_url,
+    prefix=SETTINGS.redis_prefix,
+    worker_timeout=SETTINGS.worker_timeout,
+)
 OUTAGE = OutageLog()
 FANOUT = Fanout(REGISTRY, SETTINGS.fanout_interval, OUTAGE)

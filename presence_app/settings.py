@@ -10,7 +10,11 @@ The bounds the product promises, as another tab sees them:
   4.2 s after the drop), so a drop just under 3 s is back only after 4.2 s;
 - a tab lost silently (no close frame ever arrives) is gone within
   ``PRESENCE_SILENT_LOSS`` (30 s): Reflex's server-driven socket ping notices
-  it after at most interval + timeout, then the network grace, sweep, fan-out.
+  it after at most interval + timeout, then the network grace, sweep, fan-out;
+- with several workers, a worker that died has its tabs' entries removed by
+  the others once it has been silent for the worker timeout, within the same
+  silent-loss bound; a live worker slow to reach Redis for less than that keeps
+  its tabs.
 
 Settings that cannot keep those bounds are refused at start.
 """
@@ -46,6 +50,7 @@ class Settings:
     fanout_interval: float = 0.1
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
+    worker_timeout: float = 10.0
     redis_prefix: str = "presence:"
 
     def check(self) -> Settings:
@@ -74,6 +79,18 @@ class Settings:
                 f" sweep + fan-out = {silent:g} s breaks PRESENCE_SILENT_LOSS ="
                 f" {self.silent_loss:g} s; lower the ping settings"
             )
+        if self.worker_timeout < 4 * self.sweep_interval:
+            raise SettingsError(
+                "PRESENCE_WORKER_TIMEOUT must be at least four sweep intervals: a"
+                " live worker touches the registry once per sweep"
+            )
+        dead = max(self.worker_timeout, self.grace) + self.sweep_interval
+        if dead + self.fanout_interval + TRANSIT_ALLOWANCE > self.silent_loss:
+            raise SettingsError(
+                f"PRESENCE_WORKER_TIMEOUT = {self.worker_timeout:g} s leaves a dead"
+                f" worker's tabs online past PRESENCE_SILENT_LOSS ="
+                f" {self.silent_loss:g} s; lower it"
+            )
         return self
 
 
@@ -98,5 +115,6 @@ def load() -> Settings:
         fanout_interval=_seconds("PRESENCE_FANOUT_INTERVAL", defaults.fanout_interval),
         ping_interval=environment.REFLEX_SOCKET_INTERVAL.get().total_seconds(),
         ping_timeout=environment.REFLEX_SOCKET_TIMEOUT.get().total_seconds(),
+        worker_timeout=_seconds("PRESENCE_WORKER_TIMEOUT", defaults.worker_timeout),
         redis_prefix=os.environ.get("PRESENCE_REDIS_PREFIX", defaults.redis_prefix),
     ).check()

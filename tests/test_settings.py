@@ -56,3 +56,17 @@ def test_a_network_grace_shorter_than_the_grace_is_refused(monkeypatch):
 
     with pytest.raises(settings.SettingsError, match="PRESENCE_NETWORK_GRACE"):
         settings.load()
+
+
+def test_a_worker_timeout_too_long_for_the_silent_loss_bound_is_refused(monkeypatch):
+    monkeypatch.setenv("PRESENCE_WORKER_TIMEOUT", "40")
+
+    with pytest.raises(settings.SettingsError, match="PRESENCE_WORKER_TIMEOUT"):
+        settings.load()
+
+
+def test_a_worker_timeout_within_a_few_sweeps_is_refused(monkeypatch):
+    monkeypatch.setenv("PRESENCE_WORKER_TIMEOUT", "1")
+
+    with pytest.raises(settings.SettingsError, match="four sweep intervals"):
+        settings.load()

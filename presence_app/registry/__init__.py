@@ -19,6 +19,12 @@ What "online" means here:
   reload inside the grace keeps the entry, its name and its place.
 - Every change bumps a version, so readers can tell a newer presence from an
   older one.
+- A registry *shared* by several workers (Redis) records which worker holds
+  each entry and when each worker last touched it. A worker's sweep expires its
+  own entries, and another worker's only once that worker has been silent for
+  the worker timeout (it died, or lost the store): a worker that is merely
+  slow to reach the store keeps its tabs. A worker that was silent that long
+  must assume its entries are gone and have its tabs join again.
 
 The registry knows nothing of Reflex. ``create_registry`` is the one place that
 chooses an implementation.
@@ -74,6 +80,9 @@ class TabEntry:
 class Registry(abc.ABC):
     """The contract every registry keeps; the memory and Redis ones mirror it."""
 
+    # Whether other processes change this registry too.
+    shared = False
+
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
 
@@ -96,11 +105,16 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     async def touch(self, tabs: Iterable[str], at: float | None = None) -> None:
         """Record that these tabs were seen ``at`` (default now); unknown ones
-        are ignored. A time ahead of now gives a tab a longer grace."""
+        are ignored. A time ahead of now gives a tab a longer grace. It also
+        tells a shared registry that this worker is alive."""
 
     @abc.abstractmethod
     async def expire(self, seen_before: float) -> list[str]:
-        """Remove the tabs last seen before ``seen_before``; return them."""
+        """Remove the tabs last seen before ``seen_before``; return them.
+
+        On a shared registry, only this worker's and those of workers silent
+        for the worker timeout.
+        """
 
     @abc.abstractmethod
     async def presence(self) -> Presence:
@@ -126,7 +140,10 @@ class Registry(abc.ABC):
 
 
 def create_registry(
-    redis_url: str | None, prefix: str = "presence:", clock: Clock = time.time
+    redis_url: str | None,
+    prefix: str = "presence:",
+    clock: Clock = time.time,
+    worker_timeout: float = 10.0,
 ) -> Registry:
     """The registry for this process: on Redis when Reflex has a Redis URL.
 
@@ -137,7 +154,9 @@ def create_registry(
     if redis_url:
         from presence_app.registry.redis import from_url
 
-        return from_url(redis_url, prefix=prefix, clock=clock)
+        return from_url(
+            redis_url, prefix=prefix, clock=clock, worker_timeout=worker_timeout
+        )
 
     from presence_app.registry.memory import MemoryRegistry
 

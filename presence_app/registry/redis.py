@@ -7,12 +7,13 @@ Keys, all under one prefix:
 - ``names``: hash, user key -> the spelling first seen while the user is online;
 - ``counts``: hash, user key -> how many tabs the user has;
 - ``order`` and ``version``: counters; every change publishes the new version
-  on the ``changes`` channel, which each worker watches to fan out.
+  on the ``changes`` channel, which each worker watches to fan out;
+- ``workers``: sorted set, worker -> the time it last touched the registry.
 
 Every change is one Lua script, so a rename, a transfer or an expiry is one
 atomic step whichever worker runs it, and an entry is removed once. Expiry
-decisions read the ``seen`` scores; key TTLs are only a backstop for a prefix
-nobody uses any more.
+decisions read the ``seen`` and ``workers`` scores; key TTLs are only a
+backstop for a prefix nobody uses any more.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 # Backstop only: a prefix left behind by a retired deployment fades after a day.
 BACKSTOP_TTL = 86_400
 
+# KEYS of every script, in this order, then the channel, then ``workers``.
 _KEYS = ("tabs", "seen", "names", "counts", "order", "version")
 
 # Shared by the scripts: take a tab out of its user, dropping the user with
@@ -123,12 +125,26 @@ return changed()
 """
 )
 
-# ARGV: seen before, version seed, ttl
+# ARGV: seen before, this worker, workers silent since before this, version
+# seed, ttl. A stale entry goes when it is this worker's or its worker is
+# silent; silent workers are then forgotten (their later entries go as stale).
 _EXPIRE = (
     _UNLINK
     + """
-local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
-for _, tab in ipairs(gone) do unlink(tab) end
+local gone = {}
+local silent = tonumber(ARGV[3])
+for _, tab in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])) do
+  local raw = redis.call('HGET', KEYS[1], tab)
+  local owner = raw and cjson.decode(raw)[4]
+  local beat = owner and redis.call('ZSCORE', KEYS[8], owner)
+  if not raw then
+    redis.call('ZREM', KEYS[2], tab)
+  elseif owner == ARGV[2] or not beat or tonumber(beat) < silent then
+    unlink(tab)
+    table.insert(gone, tab)
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. ARGV[3])
 if #gone > 0 then changed() end
 return gone
 """
@@ -139,18 +155,23 @@ _TOUCH_CHUNK = 1000
 
 
 class RedisRegistry(Registry):
+    shared = True
+
     def __init__(
         self,
         client: aioredis.Redis,
         prefix: str = "presence:",
         clock: Clock | None = None,
         worker: str | None = None,
+        worker_timeout: float = 10.0,
     ) -> None:
         super().__init__(clock or time.time)
         self.client = client
         self.prefix = prefix
         self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
-        self._keys = [prefix + name for name in _KEYS] + [prefix + "changes"]
+        self.worker_timeout = worker_timeout
+        self._keys = [prefix + name for name in _KEYS]
+        self._keys += [prefix + "changes", prefix + "workers"]
         # No TTL: it must outlive quiet times, and only a store reset drops it.
         self._epoch_key = prefix + "epoch"
         self._join = client.register_script(_JOIN)
@@ -187,9 +208,15 @@ class RedisRegistry(Registry):
                 await self.client.zadd(
                     self._keys[1], dict.fromkeys(chunk, now), xx=True
                 )
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zadd(self._keys[7], {self.worker: self.clock()})
+                pipe.expire(self._keys[7], BACKSTOP_TTL)
+                await pipe.execute()
 
     async def expire(self, seen_before: float) -> list[str]:
-        gone = await self._run(self._expire, [seen_before, *self._tail()])
+        silent_since = self.clock() - self.worker_timeout
+        args = [seen_before, self.worker, silent_since, *self._tail()]
+        gone = await self._run(self._expire, args)
         return [t.decode() if isinstance(t, bytes) else t for t in gone]
 
     async def presence(self) -> Presence:
@@ -260,7 +287,11 @@ def _build_presence(entries, names, version: int) -> Presence:
     return Presence(version=version, users=users)
 
 
-def from_url(url: str, prefix: str, clock: Clock | None = None) -> RedisRegistry:
+def from_url(
+    url: str, prefix: str, clock: Clock | None = None, worker_timeout: float = 10.0
+) -> RedisRegistry:
     """A registry on the Redis at ``url`` (passwords and rediss:// included)."""
     client = aioredis.Redis.from_url(url, health_check_interval=10)
-    return RedisRegistry(client, prefix=prefix, clock=clock)
+    return RedisRegistry(
+        client, prefix=prefix, clock=clock, worker_timeout=worker_timeout
+    )

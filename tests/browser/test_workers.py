@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import redis as redis_client
 from browser_support import (
     CI_MARGIN_S,
     CLOSED_TAB_BOUND_S,
@@ -74,6 +75,11 @@ REDIS_RESTART_DOWN_S = 2.0
 # wall time reasonable and is long enough for Reflex's own Redis tasks to give
 # up (5 failures a second apart) and for two rounds of the 10 s socket ping.
 REDIS_OUTAGE_S = 20.0
+# Redis stalled, its data kept: longer than the grace (3 s) but shorter than
+# half the worker timeout (10 s), a worker is slow, not dead; longer than the
+# worker timeout, the others take it for dead.
+SHORT_STALL_S = 3.5
+LONG_STALL_S = 12.0
 
 # Not the product's bounds, the machinery's: a tab whose worker was killed
 # reconnects within the frontend's retry backoff; granian notices the dead
@@ -97,7 +103,16 @@ MEASURED_MARGIN_S = 1.0
 CROSSINGS_PER_DIRECTION = 3
 
 # Only reports to print: the app's log lines that tell a story.
-_LOG_KEYS = ("registry", "Error", "error", "Traceback", "worker", "Redis", "redis")
+_LOG_KEYS = (
+    "registry",
+    "store",
+    "Error",
+    "error",
+    "Traceback",
+    "worker",
+    "Redis",
+    "redis",
+)
 
 
 @pytest.fixture(scope="module")
@@ -619,3 +634,59 @@ def test_redis_restart_forgets_a_tab_closed_meanwhile(fresh, probe, person, redi
             f"app log since the outage:\n{app_log(fresh, log_mark)}"
         )
     print(f"MEASURED the departed user gone {first_ok - back:.2f}s after Redis back")
+
+
+def stall_redis(redis: RedisServer, seconds: float) -> float:
+    """Redis stops answering every client for ``seconds``, closing nothing and
+    keeping its data (as when it is overloaded or its host stalls)."""
+    client = redis_client.Redis.from_url(redis.url)
+    try:
+        client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+    finally:
+        client.close()
+    return time.monotonic() + seconds
+
+
+def test_a_short_redis_stall_shows_nobody_leaving(fresh, probe, person, redis):
+    tabs, _ = join_until_both_workers(person, fresh.url, probe, fresh, "gus")
+    for tab in tabs:
+        tab.expect_count(len(tabs))
+        tab.record_count_changes()
+
+    back = stall_redis(redis, SHORT_STALL_S)
+    time.sleep(back - time.monotonic() + FRAME_WINDOW_S)  # observation window
+
+    shown = {t.name: t.page.evaluate("() => window.__countLog") for t in tabs}
+    print(f"counts shown during and after a {SHORT_STALL_S:g} s stall: {shown}")
+    for name, log in shown.items():
+        wrong = [text for text, _ in log if text != count_text(len(tabs))]
+        assert not wrong, f"{name} showed {wrong} around the stall"
+    wait_consistent(tabs, probe, time.monotonic() + CI_MARGIN_S, "after the stall")
+
+
+def test_a_long_redis_stall_with_data_kept_ends_consistent(fresh, probe, person, redis):
+    tabs, _ = join_until_both_workers(
+        person, fresh.url, probe, fresh, "hal", min_tabs=4
+    )
+    watcher = open_watched(person(), fresh.url, "hal-watcher")
+    tabs.append(watcher)
+    for tab in tabs:
+        tab.expect_count(len(tabs) - 1)
+    log_mark = log_length(fresh)
+
+    back = stall_redis(redis, LONG_STALL_S)
+    time.sleep(back - time.monotonic())
+    try:
+        first_ok, _ = wait_consistent(
+            tabs, probe, back + SILENT_LOSS_S + CI_MARGIN_S, "after the stall"
+        )
+    finally:
+        print(
+            f"{time.monotonic() - back:.1f}s after the stall the tabs show:\n"
+            f"{describe(snapshots(tabs))}\nregistry: {registry_names(probe)}\n"
+            f"app log since the stall:\n{app_log(fresh, log_mark)}"
+        )
+    took = first_ok - back
+    print(f"MEASURED consistent {took:.2f}s after a {LONG_STALL_S:g} s stall")
+    for tab in tabs[:-1]:
+        assert tab.snapshot().logged_in == tab.name, f"{tab.name} lost its join"

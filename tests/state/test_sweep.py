@@ -123,7 +123,7 @@ async def test_a_store_that_lost_its_data_makes_every_tab_join_again(
 ):
     resets = []
 
-    async def on_store_reset():
+    async def rejoin_tabs():
         resets.append(True)
 
     epochs = iter(["first", "first", "second", "second"])
@@ -132,7 +132,7 @@ async def test_a_store_that_lost_its_data_makes_every_tab_join_again(
         return next(epochs)
 
     monkeypatch.setattr(service.REGISTRY, "epoch", epoch)
-    sweep = Sweep(on_store_reset=on_store_reset)
+    sweep = Sweep(rejoin_tabs=rejoin_tabs)
 
     for _ in range(4):
         await sweep.run_once(set())
@@ -178,3 +178,61 @@ async def test_a_broken_connection_gets_the_longer_network_grace(clock):
     clock.now += service.SETTINGS.network_grace - service.SETTINGS.grace
 
     assert await sweep.run_once(set()) == ["a"]
+
+
+async def rejoin_count_after_a_gap(gap: float, shared: bool, monkeypatch) -> int:
+    rejoins = []
+
+    async def rejoin_tabs():
+        rejoins.append(True)
+
+    monkeypatch.setattr(service.REGISTRY, "shared", shared)
+    sweep = Sweep(rejoin_tabs=rejoin_tabs)
+    await sweep.run_once({"a"})
+    service.REGISTRY.clock.now += gap
+    await sweep.run_once({"a"})
+    return len(rejoins)
+
+
+async def test_a_worker_out_of_touch_long_enough_to_seem_dead_makes_tabs_rejoin(
+    clock, monkeypatch
+):
+    gap = service.SETTINGS.worker_timeout / 2 + 0.1
+
+    assert await rejoin_count_after_a_gap(gap, True, monkeypatch) == 1
+
+
+async def test_a_worker_briefly_out_of_touch_keeps_its_tabs_as_they_are(
+    clock, monkeypatch
+):
+    gap = service.SETTINGS.worker_timeout / 2 - 0.1
+
+    assert await rejoin_count_after_a_gap(gap, True, monkeypatch) == 0
+
+
+async def test_a_registry_of_one_process_never_loses_its_tabs_to_a_gap(
+    clock, monkeypatch
+):
+    gap = service.SETTINGS.worker_timeout * 2
+
+    assert await rejoin_count_after_a_gap(gap, False, monkeypatch) == 0
+
+
+def test_only_the_tabs_with_sockets_on_this_worker_are_its_live_tabs():
+    from types import SimpleNamespace
+
+    from reflex.utils.token_manager import SocketRecord
+
+    from presence_app.lifecycle import local_tabs
+
+    manager = SimpleNamespace(
+        instance_id="me",
+        token_to_socket={
+            "here": SocketRecord(instance_id="me", sid="s1"),
+            # Cached after a lookup; its worker may be dead and never say so.
+            "elsewhere": SocketRecord(instance_id="other", sid="s2"),
+        },
+    )
+    app = SimpleNamespace(event_namespace=SimpleNamespace(_token_manager=manager))
+
+    assert local_tabs(app) == {"here"}
