@@ -2,8 +2,10 @@
 
 The display form is the typed name after clean-up; two names are the same user when
 their display forms match after ``str.casefold()``. NFKC runs first so odd spaces and
-compatibility letters become plain ones, then invisible format characters go, and
-only then are ends trimmed and whitespace collapsed, so nothing hides at the edges.
+compatibility letters become plain ones, then invisible characters go (format
+characters, blank fillers, stray variation selectors; those that build an emoji, a
+flag or a variant stay), and only then are ends trimmed and whitespace collapsed,
+so nothing hides at the edges.
 """
 
 from __future__ import annotations
@@ -43,6 +45,20 @@ _BUILDERS = regex.compile(
     rf"|{_EMOJI}(?:\u200D{_EMOJI})+"  # emoji ZWJ sequence
     r")"
     r"|[\u200D\U000E0020-\U000E007F]"
+)
+
+# Blank letters that show nothing in a name: the combining grapheme joiner, the
+# Hangul fillers, the Khmer inherent vowels (all default-ignorable, none a
+# format character).
+_BLANK = regex.compile(r"[\u034F\u115F\u1160\u17B4\u17B5\u3164\uFFA0]")
+
+# A variation selector picks a glyph for the character before it; after any
+# other character (a plain letter, a space) it is invisible and means nothing.
+_STRAY_SELECTOR = regex.compile(
+    r"(?<![\p{Emoji}\p{Ideographic}\p{Sm}\p{So}\p{Myanmar}])[\uFE00-\uFE0F]"
+    r"|(?<!\p{Ideographic})[\U000E0100-\U000E01EF]"
+    r"|(?<!\p{Mongolian})[\u180B-\u180D\u180F]",
+    regex.V1,
 )
 
 _GRAPHEME = regex.compile(r"\X")
@@ -111,4 +127,6 @@ def _clean_once(text: str) -> str:
 
 def _remove_invisible(text: str) -> str:
     text = _FORMAT_EXCEPT_BUILDERS.sub("", text)
-    return _BUILDERS.sub(lambda match: match.group("keep") or "", text)
+    text = _BLANK.sub("", text)
+    text = _BUILDERS.sub(lambda match: match.group("keep") or "", text)
+    return _STRAY_SELECTOR.sub("", text)

@@ -49,6 +49,15 @@ def shown_presence(presence: Presence) -> dict[str, Any]:
     }
 
 
+def typed_name(form_data: Any) -> str:
+    """The join form's name field; anything but text (a scripted client) is
+    refused rather than turned into text."""
+    raw = form_data.get("username", "") if isinstance(form_data, dict) else ""
+    if not isinstance(raw, str):
+        raise NameRejectedError("A name must be text.")
+    return raw
+
+
 @contextlib.asynccontextmanager
 async def outage_notice(state: PresenceState) -> AsyncIterator[None]:
     """Tell the tab when the registry is unreachable; nothing was changed."""
@@ -89,10 +98,10 @@ class PresenceState(rx.State):
         return shown_presence(service.FANOUT.latest)["more_users"]
 
     @rx.event
-    async def join(self, form_data: dict[str, str]) -> None:
+    async def join(self, form_data: dict[str, Any] | None = None) -> None:
         """Join under the typed name, or say why the name is refused."""
         try:
-            name = clean_name(str(form_data.get("username") or ""))
+            name = clean_name(typed_name(form_data))
         except NameRejectedError as err:
             self.name_error = err.message
             return

@@ -77,6 +77,15 @@ TABLE = [
     pytest.param("A\u200dnn", "Ann", id="zwj-between-latin-letters-removed"),
     pytest.param(f"{WOMAN_TECHNOLOGIST}\u200d", WOMAN_TECHNOLOGIST, id="dangling-zwj"),
     pytest.param("Ann\U000e0041", "Ann", id="stray-tag-character-removed"),
+    pytest.param("bob\u034f", "bob", id="combining-grapheme-joiner-removed"),
+    pytest.param("bo\u3164b", "bob", id="hangul-filler-removed"),
+    pytest.param("A\uffa0nn", "Ann", id="halfwidth-hangul-filler-removed"),
+    pytest.param("bob\ufe0f", "bob", id="variation-selector-after-letter-removed"),
+    pytest.param("Ann \ufe0e", "Ann", id="variation-selector-after-space-removed"),
+    pytest.param("1\ufe0f\u20e3", "1\ufe0f\u20e3", id="keycap-kept"),
+    pytest.param("\u845b\U000e0100", "\u845b\U000e0100", id="ideographic-variant-kept"),
+    pytest.param("a\U000e0100", "a", id="ideographic-selector-after-letter-removed"),
+    pytest.param("\u2269\ufe00", "\u2269\ufe00", id="math-variant-kept"),
     pytest.param("\u0645\u0631\u064a\u0645", "\u0645\u0631\u064a\u0645", id="arabic"),
     pytest.param("\u05d3\u05e0\u05d4", "\u05d3\u05e0\u05d4", id="hebrew"),
     pytest.param(SCRIPT_TAG, SCRIPT_TAG, id="html-script-tag-unchanged"),
@@ -85,6 +94,8 @@ TABLE = [
     pytest.param("", Rejected("enter a name"), id="empty"),
     pytest.param(" \t\n\r ", NOTHING_VISIBLE, id="whitespace-only"),
     pytest.param("\u200b\u2060\ufeff\u200d", NOTHING_VISIBLE, id="invisible-only"),
+    pytest.param("\u3164", NOTHING_VISIBLE, id="hangul-filler-only"),
+    pytest.param("\u115f\u1160", NOTHING_VISIBLE, id="jamo-fillers-only"),
     pytest.param("Ann\x00", NO_CONTROLS, id="nul"),
     pytest.param("Ann\x07", NO_CONTROLS, id="bel"),
     pytest.param("Ann\x1b[31m", NO_CONTROLS, id="esc"),
@@ -186,7 +197,10 @@ TRICKY = [
     "\U000e0041", "\U000e007f", "\U0001f3f4", "\ufe0f", "\U0001f3fd",
     "\U0001f469", "\U0001f4bb", "\U0001f1eb", "e", "\u0301", "\u0323",
     "\u1100", "\u1161", "\uff21", "\ufb01", "\u2126", "\u0345", "a",
+    "\u034f", "\u3164", "\uffa0", "\ufe0e", "\U000e0100", "\u845b", "1",
 ]  # fmt: skip
+
+BLANK_LETTERS = "\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0"
 
 names = st.text(
     alphabet=st.one_of(st.characters(), st.sampled_from(TRICKY)), max_size=60
@@ -204,5 +218,7 @@ def test_clean_name_output_is_tidy_bounded_and_stable(raw: str) -> None:
     assert "  " not in display
     assert all(ch == " " for ch in display if ch.isspace())
     assert not any(unicodedata.category(ch) == "Cc" for ch in display)
+    assert not any(ch in BLANK_LETTERS for ch in display)
+    assert not display.startswith(("\ufe0e", "\ufe0f"))
     assert 0 < grapheme_length(display) <= MAX_NAME_LENGTH
     assert clean_name(display) == display

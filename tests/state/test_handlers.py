@@ -28,6 +28,16 @@ async def test_a_bad_name_gives_a_message_and_changes_nothing(tabs):
         assert (await service.REGISTRY.presence()).count == 0
 
 
+async def test_a_scripted_join_without_a_text_name_is_refused_with_a_message(tabs):
+    for payload in [{"form_data": {"username": {"a": 1}}}, {"form_data": None}, {}]:
+        await tabs.send("a", "join", **payload)
+
+        state = await tabs.state("a")
+        assert state.name_error != ""
+        assert not state.joined
+        assert (await service.REGISTRY.presence()).count == 0
+
+
 async def test_a_good_name_after_a_bad_one_clears_the_message(tabs):
     await tabs.join("a", "")
     await tabs.join("a", "ann")
