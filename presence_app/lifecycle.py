@@ -12,10 +12,10 @@ state freed, instead of lingering for Reflex's default hour.
 
 With several workers, each sweeps only the tabs whose sockets it holds, and the
 registry leaves a worker's entries to that worker while it keeps touching the
-registry. A worker that could not for half the worker timeout (Redis was down
-or stalled) may have been taken for dead and its tabs expired by the others:
-it makes its tabs reconnect, and each joined tab joins again, as after Redis
-lost its data.
+registry. A worker that could not for the worker timeout (Redis was down or
+stalled) is taken for dead and its tabs' entries removed by the others; it
+learns so from the registry, makes its tabs reconnect, and each joined tab
+joins again, as after Redis lost its data.
 
 Carry-over: Reflex gives a connecting tab a new token when its old token still
 has a live socket. That happens to a duplicated tab (its original is alive) and
@@ -54,11 +54,13 @@ class Sweep:
         self._forget_state = forget_state
         self._rejoin_tabs = rejoin_tabs
         self._epoch: str | None = None
-        self._touched_at: float | None = None
 
     async def run_once(self, live: set[str]) -> list[str]:
         """Mark ``live`` tabs as seen, expire joined tabs gone past the grace."""
         registry, grace = service.REGISTRY, service.SETTINGS.grace
+        # The cut-off is taken before the touch: on a busy worker the awaits
+        # below can take longer than the grace, and must not age live tabs.
+        cutoff = registry.clock() - grace
         epoch = await registry.epoch()
         if self._epoch is not None and epoch != self._epoch:
             logger.warning("presence store lost its data; tabs join again")
@@ -66,26 +68,16 @@ class Sweep:
             await self._make_tabs_rejoin()
         self._epoch = epoch
         await registry.touch(live)
-        await self._check_in(registry.clock())
-        gone = await registry.expire(registry.clock() - grace)
+        if await registry.evicted():
+            logger.warning("other workers took this one for dead; tabs join again")
+            service.FANOUT.changed()
+            await self._make_tabs_rejoin()
+        gone = await registry.expire(cutoff)
         if gone:
             logger.debug("expired %d tab(s)", len(gone))
             service.FANOUT.changed()
         self._free_departed(live, time.monotonic(), grace)
         return gone
-
-    async def _check_in(self, now: float) -> None:
-        # Other workers take this one for dead after the worker timeout without
-        # a touch; from half of it on, its tabs may be gone from the registry.
-        last, self._touched_at = self._touched_at, now
-        silent = service.SETTINGS.worker_timeout / 2
-        if service.REGISTRY.shared and last is not None and now - last > silent:
-            logger.warning(
-                "out of touch with the presence store for %.1f s; tabs join again",
-                now - last,
-            )
-            service.FANOUT.changed()
-            await self._make_tabs_rejoin()
 
     async def _make_tabs_rejoin(self) -> None:
         if self._rejoin_tabs is not None:

@@ -23,8 +23,8 @@ What "online" means here:
   each entry and when each worker last touched it. A worker's sweep expires its
   own entries, and another worker's only once that worker has been silent for
   the worker timeout (it died, or lost the store): a worker that is merely
-  slow to reach the store keeps its tabs. A worker that was silent that long
-  must assume its entries are gone and have its tabs join again.
+  slow to reach the store keeps its tabs. A worker whose entries were removed
+  that way learns it from ``evicted`` and has its tabs join again.
 
 The registry knows nothing of Reflex. ``create_registry`` is the one place that
 chooses an implementation.
@@ -80,9 +80,6 @@ class TabEntry:
 class Registry(abc.ABC):
     """The contract every registry keeps; the memory and Redis ones mirror it."""
 
-    # Whether other processes change this registry too.
-    shared = False
-
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
 
@@ -127,6 +124,11 @@ class Registry(abc.ABC):
         Every joined tab must then be asserted again (a Redis restarted without
         persistence forgets them all).
         """
+
+    async def evicted(self) -> bool:
+        """True, once, after other workers took this one for dead and removed
+        its entries; its tabs must then join again. Never, with one process."""
+        return False
 
     async def watch(self, on_change: Callable[[], None]) -> None:  # noqa: B027
         """Call ``on_change`` when another process changes presence.

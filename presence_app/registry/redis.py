@@ -8,7 +8,9 @@ Keys, all under one prefix:
 - ``counts``: hash, user key -> how many tabs the user has;
 - ``order`` and ``version``: counters; every change publishes the new version
   on the ``changes`` channel, which each worker watches to fan out;
-- ``workers``: sorted set, worker -> the time it last touched the registry.
+- ``workers``: sorted set, worker -> the time it last touched the registry;
+- ``evicted``: hash, worker -> when others removed its entries, taking it for
+  dead; the worker reads and clears its own field.
 
 Every change is one Lua script, so a rename, a transfer or an expiry is one
 atomic step whichever worker runs it, and an entry is removed once. Expiry
@@ -44,7 +46,7 @@ logger = logging.getLogger(__name__)
 # Backstop only: a prefix left behind by a retired deployment fades after a day.
 BACKSTOP_TTL = 86_400
 
-# KEYS of every script, in this order, then the channel, then ``workers``.
+# KEYS of every script, in this order, then the channel, ``workers``, ``evicted``.
 _KEYS = ("tabs", "seen", "names", "counts", "order", "version")
 
 # Shared by the scripts: take a tab out of its user, dropping the user with
@@ -125,9 +127,9 @@ return changed()
 """
 )
 
-# ARGV: seen before, this worker, workers silent since before this, version
-# seed, ttl. A stale entry goes when it is this worker's or its worker is
-# silent; silent workers are then forgotten (their later entries go as stale).
+# ARGV: seen before, this worker, workers silent since before this, now,
+# version seed, ttl. A stale entry goes when it is this worker's or its worker
+# is silent (which is then told it was evicted); silent workers are forgotten.
 _EXPIRE = (
     _UNLINK
     + """
@@ -142,6 +144,10 @@ for _, tab in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1]
   elseif owner == ARGV[2] or not beat or tonumber(beat) < silent then
     unlink(tab)
     table.insert(gone, tab)
+    if owner ~= ARGV[2] then
+      redis.call('HSET', KEYS[9], owner, ARGV[4])
+      redis.call('EXPIRE', KEYS[9], ARGV[#ARGV])
+    end
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. ARGV[3])
@@ -155,8 +161,6 @@ _TOUCH_CHUNK = 1000
 
 
 class RedisRegistry(Registry):
-    shared = True
-
     def __init__(
         self,
         client: aioredis.Redis,
@@ -171,7 +175,7 @@ class RedisRegistry(Registry):
         self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
         self.worker_timeout = worker_timeout
         self._keys = [prefix + name for name in _KEYS]
-        self._keys += [prefix + "changes", prefix + "workers"]
+        self._keys += [prefix + "changes", prefix + "workers", prefix + "evicted"]
         # No TTL: it must outlive quiet times, and only a store reset drops it.
         self._epoch_key = prefix + "epoch"
         self._join = client.register_script(_JOIN)
@@ -214,8 +218,9 @@ class RedisRegistry(Registry):
                 await pipe.execute()
 
     async def expire(self, seen_before: float) -> list[str]:
-        silent_since = self.clock() - self.worker_timeout
-        args = [seen_before, self.worker, silent_since, *self._tail()]
+        now = self.clock()
+        args = [seen_before, self.worker, now - self.worker_timeout, now]
+        args += self._tail()
         gone = await self._run(self._expire, args)
         return [t.decode() if isinstance(t, bytes) else t for t in gone]
 
@@ -231,6 +236,10 @@ class RedisRegistry(Registry):
         async with self._errors():
             await self.client.set(self._epoch_key, uuid.uuid4().hex, nx=True)
             return _text(await self.client.get(self._epoch_key) or b"")
+
+    async def evicted(self) -> bool:
+        async with self._errors():
+            return bool(await self.client.hdel(self._keys[8], self.worker))
 
     async def workers(self) -> dict[str, str]:
         """Which worker holds each tab (for operators and tests)."""

@@ -76,10 +76,14 @@ REDIS_RESTART_DOWN_S = 2.0
 # up (5 failures a second apart) and for two rounds of the 10 s socket ping.
 REDIS_OUTAGE_S = 20.0
 # Redis stalled, its data kept: longer than the grace (3 s) but shorter than
-# half the worker timeout (10 s), a worker is slow, not dead; longer than the
-# worker timeout, the others take it for dead.
+# the worker timeout (10 s), a worker is slow, not dead; longer than the worker
+# timeout, the others may take it for dead.
 SHORT_STALL_S = 3.5
 LONG_STALL_S = 12.0
+# PRESENCE_WORKER_TIMEOUT: a frozen worker's tabs are removed by the other after
+# this and the grace, then a sweep and the fan-out.
+WORKER_TIMEOUT_S = 10.0
+FROZEN_WAIT_S = WORKER_TIMEOUT_S + CLOSED_TAB_BOUND_S + CI_MARGIN_S
 
 # Not the product's bounds, the machinery's: a tab whose worker was killed
 # reconnects within the frontend's retry backoff; granian notices the dead
@@ -690,3 +694,36 @@ def test_a_long_redis_stall_with_data_kept_ends_consistent(fresh, probe, person,
     print(f"MEASURED consistent {took:.2f}s after a {LONG_STALL_S:g} s stall")
     for tab in tabs[:-1]:
         assert tab.snapshot().logged_in == tab.name, f"{tab.name} lost its join"
+
+
+def test_a_frozen_worker_taken_for_dead_has_its_tabs_join_again(fresh, probe, person):
+    """One worker stops (SIGSTOP) past the worker timeout: the other removes
+    its tabs' entries; once it runs again, it learns it was taken for dead and
+    its tabs join again under their names."""
+    tabs, pid_of = join_until_both_workers(person, fresh.url, probe, fresh, "ivy")
+    for tab in tabs:
+        tab.expect_count(len(tabs))
+    frozen = next(iter(set(pid_of.values())))
+    on_frozen = [t.name for t in tabs if pid_of[t] == frozen]
+    log_mark = log_length(fresh)
+
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        others = [t for t in tabs if pid_of[t] != frozen]
+        for tab in others:  # the survivor removes the frozen worker's tabs
+            tab.expect_count(len(others), timeout=int(FROZEN_WAIT_S * 1000))
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    thawed = time.monotonic()
+    try:
+        first_ok, seen = wait_consistent(
+            tabs, probe, thawed + REJOIN_BOUND_S + CI_MARGIN_S, "after the thaw"
+        )
+    finally:
+        print(
+            f"frozen worker {frozen} held {on_frozen};"
+            f" app log:\n{app_log(fresh, log_mark)}"
+        )
+    print(f"MEASURED consistent {first_ok - thawed:.2f}s after the worker thawed")
+    for tab in tabs:
+        assert seen[tab.name].logged_in == tab.name, f"{tab.name} lost its join"

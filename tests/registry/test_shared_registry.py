@@ -99,3 +99,27 @@ async def test_one_entry_is_removed_once_whichever_workers_sweep(workers):
     removed = await sweep(a, clock) + await sweep(b, clock) + await sweep(a, clock)
 
     assert removed == ["b1"]
+
+
+async def test_a_worker_taken_for_dead_is_told_once(workers):
+    a, b, clock = workers
+    await b.join("b1", "bob")
+    await sweep(b, clock, ["b1"])
+    clock.advance(WORKER_TIMEOUT + 1)
+    await sweep(a, clock)
+
+    assert [await b.evicted(), await b.evicted(), await a.evicted()] == [
+        True,
+        False,
+        False,
+    ]
+
+
+async def test_a_live_worker_is_never_told_it_was_evicted(workers):
+    a, b, clock = workers
+    await b.join("b1", "bob")
+    await sweep(b, clock, ["b1"])
+    clock.advance(WORKER_TIMEOUT - 1)
+    await sweep(a, clock)
+
+    assert not await b.evicted()

@@ -180,42 +180,43 @@ async def test_a_broken_connection_gets_the_longer_network_grace(clock):
     assert await sweep.run_once(set()) == ["a"]
 
 
-async def rejoin_count_after_a_gap(gap: float, shared: bool, monkeypatch) -> int:
+async def test_a_worker_taken_for_dead_by_the_others_makes_its_tabs_rejoin(
+    clock, monkeypatch
+):
     rejoins = []
 
     async def rejoin_tabs():
         rejoins.append(True)
 
-    monkeypatch.setattr(service.REGISTRY, "shared", shared)
+    verdicts = iter([False, True, False])
+
+    async def evicted():
+        return next(verdicts)
+
+    monkeypatch.setattr(service.REGISTRY, "evicted", evicted)
     sweep = Sweep(rejoin_tabs=rejoin_tabs)
-    await sweep.run_once({"a"})
-    service.REGISTRY.clock.now += gap
-    await sweep.run_once({"a"})
-    return len(rejoins)
+
+    for _ in range(3):
+        await sweep.run_once(set())
+
+    assert rejoins == [True]
 
 
-async def test_a_worker_out_of_touch_long_enough_to_seem_dead_makes_tabs_rejoin(
+async def test_a_sweep_slowed_after_its_touch_does_not_age_live_tabs(
     clock, monkeypatch
 ):
-    gap = service.SETTINGS.worker_timeout / 2 + 0.1
+    registry = service.REGISTRY
+    await registry.join("a", "ann")
+    touch = registry.touch
 
-    assert await rejoin_count_after_a_gap(gap, True, monkeypatch) == 1
+    async def touch_then_stall(tabs, at=None):
+        await touch(tabs, at)
+        clock.now += service.SETTINGS.grace + 1  # a busy worker, before expiring
 
+    monkeypatch.setattr(registry, "touch", touch_then_stall)
 
-async def test_a_worker_briefly_out_of_touch_keeps_its_tabs_as_they_are(
-    clock, monkeypatch
-):
-    gap = service.SETTINGS.worker_timeout / 2 - 0.1
-
-    assert await rejoin_count_after_a_gap(gap, True, monkeypatch) == 0
-
-
-async def test_a_registry_of_one_process_never_loses_its_tabs_to_a_gap(
-    clock, monkeypatch
-):
-    gap = service.SETTINGS.worker_timeout * 2
-
-    assert await rejoin_count_after_a_gap(gap, False, monkeypatch) == 0
+    assert await Sweep().run_once({"a"}) == []
+    assert (await registry.presence()).count == 1
 
 
 def test_only_the_tabs_with_sockets_on_this_worker_are_its_live_tabs():
