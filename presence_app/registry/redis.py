@@ -172,7 +172,7 @@ class RedisRegistry(Registry):
         super().__init__(clock or time.time)
         self.client = client
         self.prefix = prefix
-        self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
+        self._worker = worker
         self.worker_timeout = worker_timeout
         self._keys = [prefix + name for name in _KEYS]
         self._keys += [prefix + "changes", prefix + "workers", prefix + "evicted"]
@@ -182,6 +182,19 @@ class RedisRegistry(Registry):
         self._leave = client.register_script(_LEAVE)
         self._transfer = client.register_script(_TRANSFER)
         self._expire = client.register_script(_EXPIRE)
+
+    @property
+    def worker(self) -> str:
+        """Names this worker in entries and liveness: host and process.
+
+        Read at every use, because a server may build the registry before it
+        forks its workers, which must not share one name.
+        """
+        return self._worker or f"{os.uname().nodename}:{os.getpid()}"
+
+    @worker.setter
+    def worker(self, name: str) -> None:
+        self._worker = name
 
     async def join(self, tab: str, name: str) -> bool:
         args = [tab, user_key(name), name, self.clock(), self.worker, *self._tail()]

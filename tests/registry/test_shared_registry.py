@@ -3,10 +3,12 @@ worker's only once that worker has gone silent."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from presence_app.registry.redis import RedisRegistry, from_url
 from tests.registry.conftest import FakeClock
@@ -123,3 +125,14 @@ async def test_a_live_worker_is_never_told_it_was_evicted(workers):
     await sweep(a, clock)
 
     assert not await b.evicted()
+
+
+def test_each_process_forked_after_the_registry_was_built_has_its_own_name(
+    monkeypatch,
+):
+    registry = RedisRegistry(aioredis.Redis(), prefix="fork:")
+    before = registry.worker
+    monkeypatch.setattr(os, "getpid", lambda: 4242)  # a worker forked later
+
+    assert registry.worker != before
+    assert registry.worker.endswith(":4242")
