@@ -195,7 +195,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"RSS {mib(rss['after']['rss_bytes'])}"
                 f" vs {mib(rss['base']['rss_bytes'])} ({grow:+.0%})"
                 + (
-                    f"; tracemalloc {traced_grow:+.0%}"
+                    f"; tracemalloc {mib(traced['after']['traced_bytes'])}"
+                    f" vs {mib(traced['base']['traced_bytes'])} ({traced_grow:+.1%})"
                     if traced_grow is not None
                     else ""
                 ),
@@ -361,8 +362,9 @@ def section(results: dict[str, Any]) -> list[str]:
             "### Memory",
             "",
             f"Backend, N={n}. RSS from the timing server (no tracing);",
-            "tracemalloc (live Python allocations) from a separate server started with",
-            "`PRESENCE_TRACEMALLOC=1`, whose RSS includes tracemalloc's own overhead.",
+            "tracemalloc (the process's live Python allocations, traced from",
+            "interpreter start with `PYTHONTRACEMALLOC=1`) from a separate server,",
+            "whose RSS includes tracemalloc's own overhead.",
             "Every reading after `gc.collect()` (`/_presence/stats?collect=1`).",
             "",
             "| moment | RSS | RSS per tab | tracemalloc | tracemalloc per tab"

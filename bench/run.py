@@ -13,8 +13,9 @@ Phases (each with a server started fresh for it, from a copy of the project):
    the last join until every tab shows the final count; ``event`` frames per
    tab; peak RSS vs the idle RSS. The same server gives the resident memory per
    idle and per joined tab, and RSS ``settle_seconds`` after all left.
-3. ``memory``: the same cycle on a server started with ``PRESENCE_TRACEMALLOC=1``
-   (tracing slows the worker, so no timing is taken from it): live Python
+3. ``memory``: the same cycle on a server traced from interpreter start
+   (``PYTHONTRACEMALLOC=1``, read through ``PRESENCE_TRACEMALLOC=1``; tracing
+   slows the worker, so no timing is taken from it): the process's live Python
    allocations per idle and per joined tab, and after the settle.
 4. ``sites`` (with ``--profile``, or asked for): the app behind
    ``bench.memtrace``, which names the allocation sites of that memory.
@@ -584,7 +585,10 @@ class Bench:
         """Baseline, N idle, N joined (a storm when timing), all left + settle."""
         assert self.gens is not None
         label = "memory" if traced else "storm"
-        env = {"PRESENCE_TRACEMALLOC": "1"} if traced else {}
+        # Traced from interpreter start: the process's live allocations, not
+        # only those made after some import (a baseline that depends on where
+        # tracing began).
+        env = {"PRESENCE_TRACEMALLOC": "1", "PYTHONTRACEMALLOC": "1"} if traced else {}
         log(
             f"[{label} N={n}] starting the app"
             + (" with tracemalloc" if traced else "")
