@@ -33,9 +33,25 @@ class Fanout:
         self.latest = Presence(version=0)
         self._sent_version = 0
         self._changed = asyncio.Event()
+        self._reading: asyncio.Future[Presence] | None = None
+        self._next_read: asyncio.Future[Presence] | None = None
 
     async def refresh(self) -> Presence:
-        """Read the registry; keep its presence when it is newer than ours."""
+        """Read the registry; keep its presence when it is newer than ours.
+
+        The read starts after this call, so it holds every change the caller
+        made before. Callers that come while a read is under way share the one
+        read that starts after it: a storm of joins costs a few reads, not one
+        each (a read of the Redis registry is the whole presence).
+        """
+        if self._next_read is None:
+            self._next_read = asyncio.ensure_future(self._read_after(self._reading))
+        return await asyncio.shield(self._next_read)
+
+    async def _read_after(self, previous: asyncio.Future | None) -> Presence:
+        if previous is not None:
+            await asyncio.wait([previous])
+        self._reading, self._next_read = self._next_read, None
         presence = await self.registry.presence()
         if presence.version > self.latest.version:
             self.latest = presence
