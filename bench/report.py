@@ -216,7 +216,7 @@ def render(runs: list[dict[str, Any]], root: Path, command: str) -> str:
         "Written by `scripts/bench` (code in `bench/`); rerun it rather than edit this",
         "file. How each number is taken is described at the end.",
         "",
-        "- Run: `scripts/bench` (30-50 min for both configurations; options:"
+        "- Run: `scripts/bench` (about 10 min for both configurations here; options:"
         " `scripts/bench --help`, e.g. `--configs memory` for the first only).",
         "- Where the time and memory go: `scripts/bench --profile --configs memory"
         " --sizes 1000 --phases change,storm --out build/bench/PROFILE.md` (py-spy"
