@@ -69,8 +69,8 @@ class Sweep:
         self._epoch = epoch
         await registry.touch(live)
         if await registry.evicted():
+            # The worker that removed our entries published that change.
             logger.warning("other workers took this one for dead; tabs join again")
-            service.FANOUT.changed()
             await self._make_tabs_rejoin()
         gone = await registry.expire(cutoff)
         if gone:

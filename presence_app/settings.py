@@ -26,6 +26,8 @@ import os
 
 from reflex_base.environment import environment
 
+from presence_app.registry import WORKER_TIMEOUT
+
 CLOSE_BOUND = 5.0
 # Time left for a socket close to reach the backend and for the fan-out
 # to reach the browsers; measured well below this on two cores.
@@ -50,7 +52,7 @@ class Settings:
     fanout_interval: float = 0.1
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
-    worker_timeout: float = 10.0
+    worker_timeout: float = WORKER_TIMEOUT
     redis_prefix: str = "presence:"
 
     def check(self) -> Settings:

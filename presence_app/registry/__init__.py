@@ -39,6 +39,10 @@ from collections.abc import Callable, Iterable
 
 Clock = Callable[[], float]
 
+# Seconds a worker of a shared registry may go without touching it before the
+# others take it for dead (``PRESENCE_WORKER_TIMEOUT``).
+WORKER_TIMEOUT = 10.0
+
 
 class PresenceError(Exception):
     """Base of the registry's own errors."""
@@ -145,7 +149,7 @@ def create_registry(
     redis_url: str | None,
     prefix: str = "presence:",
     clock: Clock = time.time,
-    worker_timeout: float = 10.0,
+    worker_timeout: float = WORKER_TIMEOUT,
 ) -> Registry:
     """The registry for this process: on Redis when Reflex has a Redis URL.
 

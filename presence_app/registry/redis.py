@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from presence_app.names import user_key
 from presence_app.registry import (
+    WORKER_TIMEOUT,
     Clock,
     OnlineUser,
     Presence,
@@ -167,7 +168,7 @@ class RedisRegistry(Registry):
         prefix: str = "presence:",
         clock: Clock | None = None,
         worker: str | None = None,
-        worker_timeout: float = 10.0,
+        worker_timeout: float = WORKER_TIMEOUT,
     ) -> None:
         super().__init__(clock or time.time)
         self.client = client
@@ -192,10 +193,6 @@ class RedisRegistry(Registry):
         """
         return self._worker or f"{os.uname().nodename}:{os.getpid()}"
 
-    @worker.setter
-    def worker(self, name: str) -> None:
-        self._worker = name
-
     async def join(self, tab: str, name: str) -> bool:
         args = [tab, user_key(name), name, self.clock(), self.worker, *self._tail()]
         return bool(await self._run(self._join, args))
@@ -219,16 +216,14 @@ class RedisRegistry(Registry):
 
     async def touch(self, tabs: Iterable[str], at: float | None = None) -> None:
         now, batch = self.clock() if at is None else at, list(tabs)
-        async with self._errors():
+        # One round trip: the tabs in chunks, then this worker's liveness.
+        async with self._errors(), self.client.pipeline(transaction=False) as pipe:
             for start in range(0, len(batch), _TOUCH_CHUNK):
                 chunk = batch[start : start + _TOUCH_CHUNK]
-                await self.client.zadd(
-                    self._keys[1], dict.fromkeys(chunk, now), xx=True
-                )
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zadd(self._keys[7], {self.worker: self.clock()})
-                pipe.expire(self._keys[7], BACKSTOP_TTL)
-                await pipe.execute()
+                pipe.zadd(self._keys[1], dict.fromkeys(chunk, now), xx=True)
+            pipe.zadd(self._keys[7], {self.worker: self.clock()})
+            pipe.expire(self._keys[7], BACKSTOP_TTL)
+            await pipe.execute()
 
     async def expire(self, seen_before: float) -> list[str]:
         now = self.clock()
@@ -310,7 +305,10 @@ def _build_presence(entries, names, version: int) -> Presence:
 
 
 def from_url(
-    url: str, prefix: str, clock: Clock | None = None, worker_timeout: float = 10.0
+    url: str,
+    prefix: str,
+    clock: Clock | None = None,
+    worker_timeout: float = WORKER_TIMEOUT,
 ) -> RedisRegistry:
     """A registry on the Redis at ``url`` (passwords and rediss:// included)."""
     client = aioredis.Redis.from_url(url, health_check_interval=10)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from presence_app.registry.redis import RedisRegistry, from_url
+from presence_app.registry.redis import RedisRegistry
 from tests.registry.conftest import FakeClock
 
 pytestmark = pytest.mark.redis
@@ -25,11 +25,12 @@ async def workers(redis_server) -> AsyncIterator[tuple[RedisRegistry, ...]]:
     clock, prefix = FakeClock(), f"workers-{uuid.uuid4().hex}:"
     pair = []
     for name in ("A", "B"):
-        registry = from_url(
-            redis_server.url, prefix, clock=clock, worker_timeout=WORKER_TIMEOUT
+        client = aioredis.Redis.from_url(redis_server.url)
+        pair.append(
+            RedisRegistry(
+                client, prefix, clock, worker=name, worker_timeout=WORKER_TIMEOUT
+            )
         )
-        registry.worker = name
-        pair.append(registry)
     try:
         yield (*pair, clock)
     finally:
