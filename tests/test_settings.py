@@ -23,50 +23,39 @@ def test_settings_are_read_from_the_environment(monkeypatch):
     assert (loaded.grace, loaded.sweep_interval) == (2.0, 0.25)
 
 
-def test_a_grace_too_long_for_the_close_bound_is_refused(monkeypatch):
-    monkeypatch.setenv("PRESENCE_GRACE", "10")
-
-    with pytest.raises(settings.SettingsError, match="closed tab"):
-        settings.load()
-
-
-def test_a_ping_too_slow_for_the_silent_loss_bound_is_refused(monkeypatch):
-    monkeypatch.setenv("REFLEX_SOCKET_TIMEOUT", "60")
-
-    with pytest.raises(settings.SettingsError, match="PRESENCE_SILENT_LOSS"):
-        settings.load()
-
-
-def test_a_value_that_is_not_a_number_is_refused(monkeypatch):
-    monkeypatch.setenv("PRESENCE_GRACE", "soon")
-
-    with pytest.raises(settings.SettingsError, match="PRESENCE_GRACE"):
-        settings.load()
-
-
-def test_a_zero_interval_is_refused(monkeypatch):
-    monkeypatch.setenv("PRESENCE_SWEEP_INTERVAL", "0")
-
-    with pytest.raises(settings.SettingsError, match="sweep_interval"):
-        settings.load()
-
-
-def test_a_network_grace_shorter_than_the_grace_is_refused(monkeypatch):
-    monkeypatch.setenv("PRESENCE_NETWORK_GRACE", "1")
-
-    with pytest.raises(settings.SettingsError, match="PRESENCE_NETWORK_GRACE"):
-        settings.load()
+REFUSED = [
+    pytest.param("PRESENCE_GRACE", "10", "closed tab", id="grace-breaks-close-bound"),
+    pytest.param(
+        "REFLEX_SOCKET_TIMEOUT", "60", "PRESENCE_SILENT_LOSS", id="ping-too-slow"
+    ),
+    pytest.param("PRESENCE_GRACE", "soon", "PRESENCE_GRACE", id="not-a-number"),
+    pytest.param("PRESENCE_SWEEP_INTERVAL", "0", "sweep_interval", id="zero-interval"),
+    pytest.param(
+        "PRESENCE_NETWORK_GRACE",
+        "1",
+        "PRESENCE_NETWORK_GRACE",
+        id="network-grace-below-grace",
+    ),
+    pytest.param(
+        "PRESENCE_WORKER_TIMEOUT",
+        "40",
+        "PRESENCE_WORKER_TIMEOUT",
+        id="worker-timeout-breaks-silent-loss-bound",
+    ),
+    pytest.param(
+        "PRESENCE_WORKER_TIMEOUT",
+        "1",
+        "four sweep intervals",
+        id="worker-timeout-within-a-few-sweeps",
+    ),
+]
 
 
-def test_a_worker_timeout_too_long_for_the_silent_loss_bound_is_refused(monkeypatch):
-    monkeypatch.setenv("PRESENCE_WORKER_TIMEOUT", "40")
+@pytest.mark.parametrize(("variable", "value", "message"), REFUSED)
+def test_a_setting_that_breaks_a_bound_is_refused_naming_it(
+    monkeypatch, variable, value, message
+):
+    monkeypatch.setenv(variable, value)
 
-    with pytest.raises(settings.SettingsError, match="PRESENCE_WORKER_TIMEOUT"):
-        settings.load()
-
-
-def test_a_worker_timeout_within_a_few_sweeps_is_refused(monkeypatch):
-    monkeypatch.setenv("PRESENCE_WORKER_TIMEOUT", "1")
-
-    with pytest.raises(settings.SettingsError, match="four sweep intervals"):
+    with pytest.raises(settings.SettingsError, match=message):
         settings.load()

@@ -266,6 +266,23 @@ def app_log(cluster, since: int) -> str:
     return "\n".join(f"    {line[:220]}" for line in lines[-40:]) or "    (nothing)"
 
 
+def report_after(
+    what: str,
+    since: float,
+    tabs: list[WatchedTab],
+    probe: RegistryProbe,
+    cluster,
+    log_mark: int,
+    extra: str = "",
+) -> None:
+    """Print what the tabs, the registry and the app's log say after ``what``."""
+    print(
+        f"{time.monotonic() - since:.1f}s after {what} the tabs show:\n"
+        f"{describe(snapshots(tabs))}\nregistry: {registry_names(probe)}\n"
+        f"{extra}app log since then:\n{app_log(cluster, log_mark)}"
+    )
+
+
 def count_text(n: int) -> str:
     return "1 user online" if n == 1 else f"{n} users online"
 
@@ -572,11 +589,14 @@ def redis_failure_scenario(
             for t in tabs
             if t in hydrations
         )
-        print(
-            f"{time.monotonic() - back:.1f}s after Redis came back the tabs show:\n"
-            f"{describe(snapshots(tabs))}\nregistry: {registry_names(probe)}\n"
-            f"reconnected (first hydrate, from Redis back): {reconnects}\n"
-            f"app log since the outage:\n{app_log(cluster, log_mark)}"
+        report_after(
+            "Redis came back",
+            back,
+            tabs,
+            probe,
+            cluster,
+            log_mark,
+            f"reconnected (first hydrate, from Redis back): {reconnects}\n",
         )
     print(
         f"MEASURED consistent {first_ok - back:.2f}s after Redis came back"
@@ -631,11 +651,14 @@ def test_redis_restart_forgets_a_tab_closed_meanwhile(fresh, probe, person, redi
             tabs, probe, back + SILENT_LOSS_S + CI_MARGIN_S, "after Redis came back"
         )
     finally:
-        print(
-            f"{time.monotonic() - back:.1f}s after Redis came back the tabs show:\n"
-            f"{describe(snapshots(tabs))}\nregistry: {registry_names(probe)}\n"
-            f"worker stats: {worker_stats(fresh.url)}\n"
-            f"app log since the outage:\n{app_log(fresh, log_mark)}"
+        report_after(
+            "Redis came back",
+            back,
+            tabs,
+            probe,
+            fresh,
+            log_mark,
+            f"worker stats: {worker_stats(fresh.url)}\n",
         )
     print(f"MEASURED the departed user gone {first_ok - back:.2f}s after Redis back")
 
@@ -685,11 +708,7 @@ def test_a_long_redis_stall_with_data_kept_ends_consistent(fresh, probe, person,
             tabs, probe, back + SILENT_LOSS_S + CI_MARGIN_S, "after the stall"
         )
     finally:
-        print(
-            f"{time.monotonic() - back:.1f}s after the stall the tabs show:\n"
-            f"{describe(snapshots(tabs))}\nregistry: {registry_names(probe)}\n"
-            f"app log since the stall:\n{app_log(fresh, log_mark)}"
-        )
+        report_after("the stall", back, tabs, probe, fresh, log_mark)
     took = first_ok - back
     print(f"MEASURED consistent {took:.2f}s after a {LONG_STALL_S:g} s stall")
     for tab in tabs[:-1]:

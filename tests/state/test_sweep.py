@@ -118,26 +118,32 @@ async def test_a_tab_back_before_the_grace_keeps_its_state(clock, monkeypatch):
     assert freed == []
 
 
+async def rejoins_over_sweeps(monkeypatch, method: str, answers: list) -> int:
+    """Sweep once per answer, the registry's ``method`` giving them in turn;
+    how many times the sweep made every tab join again."""
+    rejoins = []
+
+    async def rejoin_tabs():
+        rejoins.append(True)
+
+    replies = iter(answers)
+
+    async def reply():
+        return next(replies)
+
+    monkeypatch.setattr(service.REGISTRY, method, reply)
+    sweep = Sweep(rejoin_tabs=rejoin_tabs)
+    for _ in answers:
+        await sweep.run_once(set())
+    return len(rejoins)
+
+
 async def test_a_store_that_lost_its_data_makes_every_tab_join_again(
     clock, monkeypatch
 ):
-    resets = []
+    epochs = ["first", "first", "second", "second"]
 
-    async def rejoin_tabs():
-        resets.append(True)
-
-    epochs = iter(["first", "first", "second", "second"])
-
-    async def epoch():
-        return next(epochs)
-
-    monkeypatch.setattr(service.REGISTRY, "epoch", epoch)
-    sweep = Sweep(rejoin_tabs=rejoin_tabs)
-
-    for _ in range(4):
-        await sweep.run_once(set())
-
-    assert resets == [True]
+    assert await rejoins_over_sweeps(monkeypatch, "epoch", epochs) == 1
 
 
 async def test_after_a_store_reset_an_older_version_replaces_the_stale_presence(clock):
@@ -183,23 +189,9 @@ async def test_a_broken_connection_gets_the_longer_network_grace(clock):
 async def test_a_worker_taken_for_dead_by_the_others_makes_its_tabs_rejoin(
     clock, monkeypatch
 ):
-    rejoins = []
+    verdicts = [False, True, False]
 
-    async def rejoin_tabs():
-        rejoins.append(True)
-
-    verdicts = iter([False, True, False])
-
-    async def evicted():
-        return next(verdicts)
-
-    monkeypatch.setattr(service.REGISTRY, "evicted", evicted)
-    sweep = Sweep(rejoin_tabs=rejoin_tabs)
-
-    for _ in range(3):
-        await sweep.run_once(set())
-
-    assert rejoins == [True]
+    assert await rejoins_over_sweeps(monkeypatch, "evicted", verdicts) == 1
 
 
 async def test_a_sweep_slowed_after_its_touch_does_not_age_live_tabs(
